@@ -1,0 +1,25 @@
+"""uvloop_lite: a drop-in asyncio event loop on libuv, bound with cffi.
+
+Three ways to use it::
+
+    uvloop_lite.install()                 # policy: asyncio.run() now uses it
+    uvloop_lite.run(main())               # library import, one call
+    asyncio.Runner(loop_factory=uvloop_lite.new_event_loop)   # Python 3.11+
+"""
+
+from __future__ import annotations
+
+from ._ffi import libuv_version
+from ._loop import Loop
+from ._policy import EventLoopPolicy, install, new_event_loop, run
+from ._version import __version__
+
+__all__ = [
+    "Loop",
+    "new_event_loop",
+    "EventLoopPolicy",
+    "install",
+    "run",
+    "libuv_version",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Wrappers of libuv handles, one module per libuv handle type."""

@@ -1,0 +1,145 @@
+"""UVHandle: the lifetime protocol every libuv handle wrapper follows, and the
+last-resort handler for exceptions escaping a callback from libuv.
+
+Lifetimes
+---------
+libuv owns nothing: every ``uv_*_t`` lives in memory that Python allocated with
+``ffi.new`` and that cffi frees when the owning cdata object is collected.
+libuv keeps raw pointers to that memory from ``uv_*_init`` until the close
+callback has run, and calls back into Python with them.  So two things must
+stay alive for that whole span:
+
+* the C memory (``self._ptr``), or libuv writes into freed memory;
+* the wrapper object, because ``ptr.data`` holds ``ffi.new_handle(self)`` and
+  the callback turns it back into ``self`` with ``ffi.from_handle``.
+
+The rule: from a successful init until ``uvl_on_close`` runs, the loop holds
+the wrapper in ``loop._handles`` (a strong reference), and the wrapper holds
+its ``_ptr`` and its ``_self_handle``.  ``close()`` only *asks* libuv to close
+(``uv_close``); the reference is dropped in ``_on_close``, after libuv's last
+use of the memory.  No ``__del__`` calls libuv and no handle gets ``ffi.gc``:
+a collected wrapper would be a handle libuv still knows about.
+
+States: ``NEW`` -> ``OPEN`` (init succeeded) -> ``CLOSING`` (uv_close called)
+-> ``CLOSED`` (close callback ran).  Requests (``uv_write_t`` and friends) are
+kept alive the same way by whatever issued them, until their callback.
+
+A callback first recovers ``self`` from ``data`` (returning if it is NULL) and
+deals with its own errors; ``callback_error`` (the ``onerror`` of every
+``def_extern``) is the net under that: nothing may unwind into C.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .._errors import uv_error
+from .._ffi import ffi, lib
+
+if TYPE_CHECKING:
+    from .._loop import Loop
+
+__all__ = ["UVHandle", "NEW", "OPEN", "CLOSING", "CLOSED", "callback_error", "pending"]
+
+NEW, OPEN, CLOSING, CLOSED = range(4)
+
+
+class _Pending(threading.local):
+    """Per thread: a BaseException raised inside a libuv callback, re-raised by
+    the loop once uv_run() has returned."""
+
+    exc: BaseException | None = None
+
+
+pending = _Pending()
+
+
+def callback_error(exc_type: type, exc: BaseException, tb: Any) -> None:
+    """``onerror`` of every extern "Python" callback.
+
+    KeyboardInterrupt and SystemExit (and anything else escaping a handle's own
+    handling) are kept for the loop to raise after uv_run() returns, exactly as
+    they would escape a callback run by asyncio's loop.
+    """
+    if exc is None:
+        exc = exc_type()
+    if exc.__traceback__ is None and tb is not None:
+        exc = exc.with_traceback(tb)
+    if pending.exc is None:
+        pending.exc = exc
+    else:  # a second one in the same iteration: keep the first, report this one
+        sys.unraisablehook(_Unraisable(exc, "exception in a libuv callback"))
+
+
+class _Unraisable:
+    def __init__(self, exc: BaseException, msg: str) -> None:
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = msg
+        self.object = None
+
+
+class UVHandle:
+    """Owns one ``uv_*_t``; subclasses call their ``uv_*_init`` and then
+    ``_init_done(rc)``."""
+
+    __slots__ = ("_loop", "_ptr", "_handle", "_self_handle", "_state", "__weakref__")
+    _ctype = "uv_handle_t *"
+
+    def __init__(self, loop: Loop) -> None:
+        self._loop = loop
+        self._ptr = ffi.new(self._ctype)
+        self._handle = ffi.cast("uv_handle_t *", self._ptr)
+        self._self_handle: Any = None
+        self._state = NEW
+
+    def _init_done(self, rc: int) -> None:
+        """Finish init: on failure libuv never saw the memory, so just raise."""
+        if rc < 0:
+            self._state = CLOSED
+            raise uv_error(rc)
+        self._self_handle = ffi.new_handle(self)
+        self._ptr.data = self._self_handle
+        self._state = OPEN
+        self._loop._handle_opened(self)
+
+    def _ensure_open(self) -> None:
+        if self._state != OPEN:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+
+    def is_open(self) -> bool:
+        return self._state == OPEN
+
+    def close(self) -> None:
+        """Ask libuv to close the handle; memory is released in _on_close."""
+        if self._state == OPEN:
+            self._state = CLOSING
+            lib.uv_close(self._handle, lib.uvl_on_close)
+
+    def ref(self) -> None:
+        if self._state == OPEN:
+            lib.uv_ref(self._handle)
+
+    def unref(self) -> None:
+        if self._state == OPEN:
+            lib.uv_unref(self._handle)
+
+    def _on_close(self) -> None:
+        self._state = CLOSED
+        self._ptr.data = ffi.NULL
+        self._loop._handle_closed(self)
+        # _self_handle and _ptr go with the wrapper, once nothing else holds it.
+
+    def __repr__(self) -> str:
+        state = ("new", "open", "closing", "closed")[self._state]
+        return f"<{type(self).__name__} {state}>"
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_close(handle: Any) -> None:
+    data = handle.data
+    if data != ffi.NULL:
+        ffi.from_handle(data)._on_close()

@@ -1,0 +1,223 @@
+"""Loop: asyncio's event loop with libuv underneath.
+
+The generic parts of asyncio's loop (the ready queue and its ordering, the
+timer heap, call_soon/call_later/call_at, tasks and their factory, executors,
+async generators, the exception handler, debug mode) come from
+``asyncio.BaseEventLoop`` unchanged, so they behave exactly as asyncio's.
+What it leaves to a concrete loop is libuv's here: the wait for events is one
+``uv_run`` iteration (with a libuv timer armed for the earliest deadline),
+``call_soon_threadsafe`` wakes it with a ``uv_async_t``, and Ctrl-C wakes it
+through the signal wake-up fd watched by a ``uv_poll_t``.
+
+The one private hook of BaseEventLoop used is the poller it calls
+(``self._selector.select(timeout)`` then ``self._process_events(events)``);
+it has the same shape on CPython 3.9 to 3.13 and on PyPy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import socket
+import threading
+import warnings
+from typing import Any
+
+from ._errors import check
+from ._ffi import ffi, lib
+from ._handles import base as _base
+from ._handles.async_ import UVAsync
+from ._handles.base import UVHandle
+from ._handles.poll import READABLE, UVPoll
+from ._handles.timer import UVTimer
+
+__all__ = ["Loop"]
+
+# uv_loop_t memory that could not be released (a loop abandoned after fork(), or
+# one libuv still had requests on): kept for the life of the process.
+_ABANDONED: list[Any] = []
+
+
+class _UVPoller:
+    """What BaseEventLoop._run_once waits on: one libuv iteration."""
+
+    __slots__ = ("_uv", "_wake")
+
+    def __init__(self, loop: Loop) -> None:
+        self._uv = loop._uv
+        self._wake = loop._wake_timer._ptr
+
+    def select(self, timeout: float | None) -> tuple:
+        if timeout is None:
+            ms = -1
+        elif timeout <= 0:
+            ms = 0
+        else:
+            # Round up: waking before the earliest TimerHandle is due would only
+            # cost another iteration, but never run it early.
+            ms = math.ceil(timeout * 1000.0)
+        lib.uvl_run(self._uv, self._wake, ms)
+        exc = _base.pending.exc
+        if exc is not None:
+            _base.pending.exc = None
+            raise exc
+        return ()
+
+    def close(self) -> None:
+        pass
+
+
+class Loop(asyncio.BaseEventLoop):
+    """An ``asyncio`` event loop whose I/O, timers and wake-ups come from libuv.
+
+    Use it through :func:`uvloop_lite.new_event_loop`,
+    :class:`uvloop_lite.EventLoopPolicy` or :func:`uvloop_lite.run`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pid = os.getpid()
+        self._handles: set[UVHandle] = set()
+        self._handle_stats: dict[str, list[int]] = {}
+        self._uv = ffi.new("uv_loop_t *")
+        check(lib.uv_loop_init(self._uv))
+        self._uv_closed = False
+        self._wake_timer = UVTimer(self)
+        # Referenced on purpose: with nothing else to wait for, uv_run blocks
+        # on it as asyncio's loop blocks on its self-pipe.
+        self._async = UVAsync(self)
+        self._selector = _UVPoller(self)
+        self._sig_rsock: socket.socket | None = None
+        self._sig_wsock: socket.socket | None = None
+        self._sig_poll: UVPoll | None = None
+
+    # -- libuv handle bookkeeping ----------------------------------------------
+
+    def _handle_opened(self, handle: UVHandle) -> None:
+        self._handles.add(handle)
+        stats = self._handle_stats.get(type(handle).__name__)
+        if stats is None:
+            stats = self._handle_stats[type(handle).__name__] = [0, 0]
+        stats[0] += 1
+
+    def _handle_closed(self, handle: UVHandle) -> None:
+        self._handles.discard(handle)
+        self._handle_stats[type(handle).__name__][1] += 1
+
+    def _uv_handle_stats(self) -> dict[str, tuple[int, int]]:
+        """{handle class: (opened, closed)} over the loop's life (for tests)."""
+        return {name: (o, c) for name, (o, c) in self._handle_stats.items()}
+
+    def _internal_handles(self) -> list[UVHandle]:
+        names = ("_wake_timer", "_async", "_sig_poll")
+        return [h for h in (getattr(self, n, None) for n in names) if h is not None]
+
+    # -- the run loop ------------------------------------------------------------
+
+    def _process_events(self, event_list: Any) -> None:
+        # libuv already ran the I/O callbacks inside uv_run().
+        pass
+
+    def _write_to_self(self) -> None:
+        self._async.send()
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                "this event loop was created in another process; after fork() "
+                "create a new loop in the child")
+
+    def run_forever(self) -> None:
+        """Run until :meth:`stop` is called."""
+        self._check_fork()
+        wakeup = self._install_signal_wakeup()
+        try:
+            super().run_forever()
+        finally:
+            if wakeup is not None:
+                self._restore_signal_wakeup(wakeup)
+
+    # Ctrl-C: Python's C-level signal handler only sets a flag, and libuv would
+    # go back to sleep in epoll_wait after EINTR.  While the loop runs in the
+    # main thread, the signal wake-up fd points at a socket libuv polls, so the
+    # loop wakes, Python runs its handler (raising KeyboardInterrupt, say) and
+    # the exception leaves run_forever() as it would on asyncio's loop.
+
+    def _install_signal_wakeup(self) -> tuple[int] | None:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        if self._sig_poll is None:
+            self._sig_rsock, self._sig_wsock = socket.socketpair()
+            self._sig_rsock.setblocking(False)
+            self._sig_wsock.setblocking(False)
+            self._sig_poll = UVPoll(self, self._sig_rsock.fileno(), self._on_signal_wakeup)
+            self._sig_poll.start(READABLE)
+            self._sig_poll.unref()
+        try:
+            old = signal.set_wakeup_fd(self._sig_wsock.fileno())
+        except (ValueError, OSError):
+            return None
+        return (old,)
+
+    def _restore_signal_wakeup(self, saved: tuple[int]) -> None:
+        try:
+            signal.set_wakeup_fd(saved[0])
+        except (ValueError, OSError):
+            pass
+
+    def _on_signal_wakeup(self, events: int, status: int) -> None:
+        try:
+            while self._sig_rsock.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    # -- closing -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the loop: drop pending callbacks, shut the default executor
+        down without waiting, and release every libuv handle."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        super().close()
+        self._close_uv()
+
+    def _close_uv(self) -> None:
+        if self._uv_closed:
+            return
+        self._uv_closed = True
+        if os.getpid() != self._pid:
+            # Closing handles here would edit the parent's epoll set, which the
+            # child shares: abandon the memory instead.
+            _ABANDONED.append((self._uv, self._handles))
+            return
+        for handle in self._internal_handles():
+            handle.close()
+        leftovers = [h for h in self._handles if h.is_open()]
+        if leftovers:
+            warnings.warn(f"{self!r} closed with {len(leftovers)} open libuv "
+                          f"handle(s): {leftovers!r}", ResourceWarning, source=self)
+        lib.uvl_close_all(self._uv, lib.uvl_on_close)
+        # Let every close callback run (and requests in libuv's thread pool end).
+        lib.uv_run(self._uv, lib.UV_RUN_DEFAULT)
+        exc, _base.pending.exc = _base.pending.exc, None
+        rc = lib.uv_loop_close(self._uv)
+        if rc < 0:  # pragma: no cover - requests still pending in libuv
+            _ABANDONED.append((self._uv, self._handles))
+        for sock in (self._sig_rsock, self._sig_wsock):
+            if sock is not None:
+                sock.close()
+        if exc is not None:
+            raise exc
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_uv_closed", True):
+            return
+        if not self.is_closed():
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            self._closed = True
+        self._close_uv()
