@@ -32,6 +32,8 @@ from ._handles.async_ import UVAsync
 from ._handles.base import UVHandle
 from ._handles.poll import READABLE, UVPoll
 from ._handles.timer import UVTimer
+from ._sock import SockMixin
+from ._streams import StreamsMixin
 
 __all__ = ["Loop"]
 
@@ -69,7 +71,11 @@ class _UVPoller:
         pass
 
 
-class Loop(asyncio.BaseEventLoop):
+# Size of the loop-wide buffer every plain (non-buffered) stream reads into.
+_READ_BUFFER_SIZE = 256 * 1024
+
+
+class Loop(SockMixin, StreamsMixin, asyncio.BaseEventLoop):
     """An ``asyncio`` event loop whose I/O, timers and wake-ups come from libuv.
 
     Use it through :func:`uvloop_lite.new_event_loop`,
@@ -84,6 +90,11 @@ class Loop(asyncio.BaseEventLoop):
         self._uv = ffi.new("uv_loop_t *")
         check(lib.uv_loop_init(self._uv))
         self._uv_closed = False
+        self._read_buffer = ffi.new("char[]", _READ_BUFFER_SIZE)
+        self._read_buffer_desc = ffi.new("uvl_read_buffer_t *", (self._read_buffer, _READ_BUFFER_SIZE))
+        self._uv.data = self._read_buffer_desc
+        self._init_sock()
+        self._init_streams()
         self._wake_timer = UVTimer(self)
         # Referenced on purpose: with nothing else to wait for, uv_run blocks
         # on it as asyncio's loop blocks on its self-pipe.
@@ -132,6 +143,9 @@ class Loop(asyncio.BaseEventLoop):
     def run_forever(self) -> None:
         """Run until :meth:`stop` is called."""
         self._check_fork()
+        # Fail as asyncio does before touching libuv or the wake-up fd.
+        self._check_closed()
+        self._check_running()
         wakeup = self._install_signal_wakeup()
         try:
             super().run_forever()
@@ -167,7 +181,7 @@ class Loop(asyncio.BaseEventLoop):
         except (ValueError, OSError):
             pass
 
-    def _on_signal_wakeup(self, events: int, status: int) -> None:
+    def _on_signal_wakeup(self, poll: UVPoll, events: int, status: int) -> None:
         try:
             while self._sig_rsock.recv(4096):
                 pass
@@ -195,6 +209,8 @@ class Loop(asyncio.BaseEventLoop):
             # child shares: abandon the memory instead.
             _ABANDONED.append((self._uv, self._handles))
             return
+        self._close_servers()
+        self._close_polls()
         for handle in self._internal_handles():
             handle.close()
         leftovers = [h for h in self._handles if h.is_open()]

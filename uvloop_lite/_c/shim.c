@@ -2,6 +2,16 @@
  * Uses libuv and libc only -- never Python.h -- so that the same source builds
  * for CPython and PyPy.  Nothing here knows asyncio's semantics. */
 
+/* C-side copies of shim.h's declarations (shim.h itself is cdef, not C). */
+typedef struct { char* base; size_t len; } uvl_read_buffer_t;
+
+/* The extern "Python" callbacks, which cffi defines as static functions. */
+static void uvl_on_alloc(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
+static void uvl_on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+static void uvl_on_write(uv_write_t* req, int status);
+static void uvl_on_shutdown(uv_shutdown_t* req, int status);
+static void uvl_on_connection(uv_stream_t* server, int status);
+
 static void uvl__wake_cb(uv_timer_t* timer) {
     (void)timer;  /* its only job is to end uv_run(UV_RUN_ONCE) */
 }
@@ -57,6 +67,50 @@ int uvl_count_handles(uv_loop_t* loop) {
     int n = 0;
     uv_walk(loop, uvl__count_one, &n);
     return n;
+}
+
+static void uvl__alloc_loop_buffer(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
+    uvl_read_buffer_t* rb = (uvl_read_buffer_t*)handle->loop->data;
+    (void)suggested;
+    buf->base = rb->base;
+    buf->len = rb->len;
+}
+
+int uvl_read_start(uv_stream_t* stream) {
+    return uv_read_start(stream, uvl__alloc_loop_buffer, uvl_on_read);
+}
+
+int uvl_read_start_buffered(uv_stream_t* stream) {
+    return uv_read_start(stream, uvl_on_alloc, uvl_on_read);
+}
+
+static uv_buf_t uvl__buf(const char* data, size_t len) {
+    uv_buf_t b;
+    b.base = (char*)data;  /* libuv never writes through a write buffer */
+    b.len = len;
+    return b;
+}
+
+int uvl_try_write(uv_stream_t* stream, const char* data, size_t len) {
+    uv_buf_t b = uvl__buf(data, len);
+    return uv_try_write(stream, &b, 1);
+}
+
+int uvl_write(uv_write_t* req, uv_stream_t* stream, const char* data, size_t len) {
+    uv_buf_t b = uvl__buf(data, len);  /* uv_write copies the uv_buf_t array */
+    return uv_write(req, stream, &b, 1, uvl_on_write);
+}
+
+int uvl_writev(uv_write_t* req, uv_stream_t* stream, const uv_buf_t bufs[], unsigned int nbufs) {
+    return uv_write(req, stream, bufs, nbufs, uvl_on_write);
+}
+
+int uvl_shutdown(uv_shutdown_t* req, uv_stream_t* stream) {
+    return uv_shutdown(req, stream, uvl_on_shutdown);
+}
+
+int uvl_listen(uv_stream_t* stream, int backlog) {
+    return uv_listen(stream, backlog, uvl_on_connection);
 }
 
 unsigned int uvl_build_version(void) {

@@ -21,10 +21,31 @@ int uvl_close_all(uv_loop_t* loop, uv_close_cb cb);
 /* Count the loop's handles that are not closing (diagnostics and tests). */
 int uvl_count_handles(uv_loop_t* loop);
 
+/* The loop-wide read buffer: uv_loop_t.data points at one of these, owned by
+ * the Python Loop.  uvl_read_start() hands it to every read; the read
+ * callback copies the bytes out before returning, so one buffer serves all
+ * streams.  uvl_read_start_buffered() asks the protocol's get_buffer()
+ * instead (uvl_on_alloc), so BufferedProtocol reads land without a copy. */
+typedef struct { char* base; size_t len; } uvl_read_buffer_t;
+int uvl_read_start(uv_stream_t* stream);
+int uvl_read_start_buffered(uv_stream_t* stream);
+
+/* One-buffer writes and the other stream requests, with our callbacks. */
+int uvl_try_write(uv_stream_t* stream, const char* data, size_t len);
+int uvl_write(uv_write_t* req, uv_stream_t* stream, const char* data, size_t len);
+int uvl_writev(uv_write_t* req, uv_stream_t* stream, const uv_buf_t bufs[], unsigned int nbufs);
+int uvl_shutdown(uv_shutdown_t* req, uv_stream_t* stream);
+int uvl_listen(uv_stream_t* stream, int backlog);
+
 /* UV_VERSION_HEX of the headers the extension was compiled against. */
 unsigned int uvl_build_version(void);
 
 extern "Python" {
     void uvl_on_close(uv_handle_t* handle);
     void uvl_on_poll(uv_poll_t* handle, int status, int events);
+    void uvl_on_alloc(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
+    void uvl_on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+    void uvl_on_write(uv_write_t* req, int status);
+    void uvl_on_shutdown(uv_shutdown_t* req, int status);
+    void uvl_on_connection(uv_stream_t* server, int status);
 }

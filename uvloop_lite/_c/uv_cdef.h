@@ -192,9 +192,9 @@ int uv_process_get_pid(const uv_process_t*);
 
 /* ---- stream -------------------------------------------------------------- */
 struct uv_stream_s { void* data; uv_loop_t* loop; uv_handle_type type; size_t write_queue_size; ...; };
-typedef struct uv_write_s { void* data; ...; } uv_write_t;
-typedef struct uv_connect_s { void* data; ...; } uv_connect_t;
-typedef struct uv_shutdown_s { void* data; ...; } uv_shutdown_t;
+typedef struct uv_write_s { void* data; uv_stream_t* handle; ...; } uv_write_t;
+typedef struct uv_connect_s { void* data; uv_stream_t* handle; ...; } uv_connect_t;
+typedef struct uv_shutdown_s { void* data; uv_stream_t* handle; ...; } uv_shutdown_t;
 typedef void (*uv_read_cb)(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
 typedef void (*uv_write_cb)(uv_write_t* req, int status);
 typedef void (*uv_connect_cb)(uv_connect_t* req, int status);

@@ -22,7 +22,6 @@ __all__ = ["UVAsync"]
 
 
 class UVAsync(UVHandle):
-    __slots__ = ("_lock",)
     _ctype = "uv_async_t *"
 
     def __init__(self, loop: Loop) -> None:

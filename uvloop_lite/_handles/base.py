@@ -86,7 +86,7 @@ class UVHandle:
     """Owns one ``uv_*_t``; subclasses call their ``uv_*_init`` and then
     ``_init_done(rc)``."""
 
-    __slots__ = ("_loop", "_ptr", "_handle", "_self_handle", "_state", "__weakref__")
+    # No __slots__: transports combine this with asyncio's (slotted) Transport.
     _ctype = "uv_handle_t *"
 
     def __init__(self, loop: Loop) -> None:

@@ -17,22 +17,25 @@ from .base import OPEN, UVHandle, callback_error
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["UVPoll", "READABLE", "WRITABLE"]
+__all__ = ["UVPoll", "READABLE", "WRITABLE", "DISCONNECT"]
 
 READABLE: int = lib.UV_READABLE
 WRITABLE: int = lib.UV_WRITABLE
+DISCONNECT: int = lib.UV_DISCONNECT
 
 
 class UVPoll(UVHandle):
-    """Calls ``callback(events, status)`` when the fd is ready; ``status`` < 0
-    is a libuv error (the fd was closed under the watcher, for example)."""
+    """Calls ``callback(poll, events, status)`` when the fd is ready; ``status``
+    < 0 is a libuv error (the fd was closed under the watcher, for example).
+    ``reader``/``writer`` hold the asyncio Handles of add_reader/add_writer."""
 
-    __slots__ = ("fd", "_events", "_callback")
     _ctype = "uv_poll_t *"
 
-    def __init__(self, loop: Loop, fd: int, callback: Callable[[int, int], Any]) -> None:
+    def __init__(self, loop: Loop, fd: int, callback: Callable[[UVPoll, int, int], Any]) -> None:
         super().__init__(loop)
         self.fd = fd
+        self.reader: Any = None
+        self.writer: Any = None
         self._events = 0
         self._callback = callback
         self._init_done(lib.uv_poll_init(loop._uv, self._ptr, fd))
@@ -67,4 +70,4 @@ def uvl_on_poll(handle: Any, status: int, events: int) -> None:
         return
     poll = ffi.from_handle(data)
     if poll._state == OPEN and poll._callback is not None:
-        poll._callback(events, status)
+        poll._callback(poll, events, status)

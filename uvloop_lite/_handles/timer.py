@@ -20,7 +20,6 @@ __all__ = ["UVTimer"]
 
 
 class UVTimer(UVHandle):
-    __slots__ = ()
     _ctype = "uv_timer_t *"
 
     def __init__(self, loop: Loop) -> None:

@@ -1,0 +1,653 @@
+"""UVStreamTransport (uv_stream_t): the asyncio Transport shared by TCP and
+Unix-socket connections, and UVStreamServer, the listening side.
+
+Reading: ``uv_read_start`` with the loop-wide read buffer (the bytes are
+copied out once, into the ``bytes`` handed to ``data_received``), or, for a
+``BufferedProtocol``, with the protocol's own buffer from ``get_buffer()``.
+Writing: ``write()`` first tries ``uv_try_write`` when nothing is queued;
+what the kernel does not take is queued in libuv with ``uv_write`` and kept
+alive (with its request) until libuv's write callback.  Data accepted by
+``write()`` is never dropped or reordered, except by ``abort()`` or a fatal
+error, as with asyncio.
+
+Connection state follows asyncio's selector transport, with its names:
+``_closing`` (close() called), ``_conn_lost`` (connection_lost scheduled),
+``_eof`` (write_eof() called).  connection_lost() runs from the ready queue
+once the last queued write finished (or at once for abort()), and only then
+is the libuv handle closed; its memory is freed by uvl_on_close.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+import sys
+import warnings
+from asyncio import constants, futures, protocols, transports, trsock
+from asyncio.log import logger
+from typing import TYPE_CHECKING, Any, Callable
+
+from .._errors import uv_error
+from .._ffi import ffi, lib
+from .base import OPEN, UVHandle, callback_error
+
+if TYPE_CHECKING:
+    from .._loop import Loop
+
+__all__ = ["UVStreamTransport", "UVStreamServer"]
+
+_UV_EOF = lib.UV_EOF
+_UV_EAGAIN = lib.UV_EAGAIN
+_UV_ECANCELED = lib.UV_ECANCELED
+_unpack = ffi.unpack
+_from_buffer = ffi.from_buffer
+_new = ffi.new
+# asyncio.Server tracks its transports from 3.13 on (close_clients()).
+_SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
+
+
+# _FlowControlMixin is private to asyncio, but asyncio's own sendfile fallback
+# insists on it (isinstance check), and it is asyncio's exact pause/resume
+# logic for the high/low water marks.  This is the one place it is used.
+class UVStreamTransport(UVHandle, transports._FlowControlMixin):
+    """A connected stream (``uv_tcp_t`` or ``uv_pipe_t``) as an asyncio Transport."""
+
+    _ctype = "uv_stream_t *"
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.FALLBACK
+
+    def __init__(self, loop: Loop, protocol: protocols.BaseProtocol,
+                 extra: dict | None = None, server: Any = None) -> None:
+        UVHandle.__init__(self, loop)
+        self._stream = ffi.cast("uv_stream_t *", self._ptr)
+        self._extra = dict(extra) if extra else {}
+        self._protocol_paused = False
+        self._protocol: Any = None
+        self._buffered = False
+        self._server = server
+        self._sock: socket.socket | None = None   # Python's view of the fd, if any
+        self._closing = False
+        self._conn_lost = 0
+        self._eof = False
+        self._reading = False          # reading wanted (not paused)
+        self._read_started = False     # uv_read_start in effect
+        self._protocol_connected = False
+        self._pending: collections.deque = collections.deque()  # (req, keepalive, size)
+        self._buffer_size = 0
+        self._empty_waiter: futures.Future | None = None
+        self._read_keep: Any = None    # the get_buffer() buffer of the read in progress
+        self._shutdown_req: Any = None
+        self.set_write_buffer_limits()
+        self.set_protocol(protocol)
+
+    # -- set-up ----------------------------------------------------------------
+
+    def _open_socket(self, sock: socket.socket) -> None:
+        """Attach to a connected ``sock``; it stays the transport's socket
+        (extra info 'socket') and is closed with the transport."""
+        _open_dup(self, sock)
+        self._sock = sock
+        self._accepted()
+
+    def _start(self, waiter: futures.Future | None) -> None:
+        """Schedule connection_made(), then reading, then the waiter, in that
+        order, as asyncio's transports do."""
+        if self._server is not None:
+            if _SERVER_TRACKS_TRANSPORTS:
+                self._server._attach(self)
+            else:
+                self._server._attach()
+        self._loop.call_soon(self._connection_made, waiter)
+
+    def _connection_made(self, waiter: futures.Future | None) -> None:
+        if self._closing:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionError("transport closed before connection_made"))
+            return
+        self._protocol_connected = True
+        self._protocol.connection_made(self)
+        if not self._closing:
+            self._reading = True
+            self._read_start()
+        if waiter is not None and not waiter.cancelled():
+            waiter.set_result(None)
+
+    # -- protocol ----------------------------------------------------------------
+
+    def set_protocol(self, protocol: protocols.BaseProtocol) -> None:
+        was_buffered = self._buffered
+        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._protocol = protocol
+        if self._read_started and was_buffered != self._buffered:
+            self._read_stop()
+            self._read_start()
+
+    def get_protocol(self) -> protocols.BaseProtocol:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return self._reading and not self._closing
+
+    def pause_reading(self) -> None:
+        if self._closing or not self._reading:
+            return
+        self._reading = False
+        self._read_stop()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or self._reading:
+            return
+        self._reading = True
+        if self._protocol_connected:
+            self._read_start()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def _read_start(self) -> None:
+        if self._read_started or self._state != OPEN:
+            return
+        if self._buffered:
+            rc = lib.uvl_read_start_buffered(self._stream)
+        else:
+            rc = lib.uvl_read_start(self._stream)
+        if rc < 0:
+            self._fatal_error(uv_error(rc), "Fatal error: uv_read_start() failed")
+        else:
+            self._read_started = True
+
+    def _read_stop(self) -> None:
+        if self._read_started:
+            self._read_started = False
+            if self._state == OPEN:
+                lib.uv_read_stop(self._stream)
+
+    # -- reading (called from uvl_on_alloc / uvl_on_read) ---------------------------
+
+    def _on_alloc(self, buf: Any) -> None:
+        try:
+            pybuf = self._protocol.get_buffer(-1)
+            if not len(pybuf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            cbuf = _from_buffer(pybuf, require_writable=True)
+        except (SystemExit, KeyboardInterrupt):
+            buf.len = 0
+            raise
+        except BaseException as exc:
+            buf.len = 0   # libuv then reports UV_ENOBUFS to the read callback
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        self._read_keep = cbuf
+        buf.base = cbuf
+        buf.len = len(cbuf)
+
+    def _on_read(self, nread: int, buf: Any) -> None:
+        if nread > 0:
+            if self._buffered:
+                self._read_keep = None
+                try:
+                    self._protocol.buffer_updated(nread)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                return
+            data = _unpack(buf.base, nread)
+            try:
+                self._protocol.data_received(data)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return
+        self._read_keep = None
+        if nread == 0 or self._conn_lost:   # EAGAIN, or an error already reported
+            return
+        if nread == _UV_EOF:
+            self._on_eof()
+        else:
+            self._fatal_error(uv_error(nread), "Fatal read error on socket transport")
+
+    def _on_eof(self) -> None:
+        self._read_stop()
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if type(data) is not bytes:
+            data = bytes(data)   # the caller may reuse a mutable buffer at once
+        size = len(data)
+        if not self._pending:
+            n = lib.uvl_try_write(self._stream, data, size)
+            if n == size:
+                return
+            if n < 0:
+                if n != _UV_EAGAIN:
+                    self._fatal_error(uv_error(n), "Fatal write error on socket transport")
+                    return
+                n = 0
+            req = _new("uv_write_t *")
+            rc = lib.uvl_write(req, self._stream, _from_buffer(data) + n, size - n)
+            size -= n
+        else:
+            req = _new("uv_write_t *")
+            rc = lib.uvl_write(req, self._stream, data, size)
+        if rc < 0:
+            self._fatal_error(uv_error(rc), "Fatal write error on socket transport")
+            return
+        self._pending.append((req, data, size))
+        self._buffer_size += size
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data: Any) -> None:
+        """Write every buffer with one vectored write."""
+        chunks = [d if type(d) is bytes else bytes(d) for d in list_of_data]
+        if len(chunks) <= 1 or self._pending or self._eof or self._conn_lost \
+                or self._empty_waiter is not None:
+            for chunk in chunks:
+                self.write(chunk)
+            return
+        chunks = [c for c in chunks if c]
+        if not chunks:
+            return
+        nbufs = len(chunks)
+        bufs = _new("uv_buf_t[]", nbufs)
+        keep = []
+        total = 0
+        for i, chunk in enumerate(chunks):
+            cb = _from_buffer(chunk)
+            keep.append(cb)
+            bufs[i].base = cb
+            bufs[i].len = len(chunk)
+            total += len(chunk)
+        n = lib.uv_try_write(self._stream, bufs, nbufs)
+        if n == total:
+            return
+        if n < 0:
+            if n != _UV_EAGAIN:
+                self._fatal_error(uv_error(n), "Fatal write error on socket transport")
+                return
+            n = 0
+        # Queue what is left as one request: skip the fully written buffers and
+        # advance into the first partly written one.
+        first = 0
+        while n >= bufs[first].len:
+            n -= bufs[first].len
+            first += 1
+        rest = _new("uv_buf_t[]", nbufs - first)
+        for j in range(first, nbufs):
+            rest[j - first].base = bufs[j].base
+            rest[j - first].len = bufs[j].len
+        rest[0].base = rest[0].base + n
+        rest[0].len = rest[0].len - n
+        size = sum(rest[j].len for j in range(nbufs - first))
+        req = _new("uv_write_t *")
+        rc = lib.uvl_writev(req, self._stream, rest, nbufs - first)
+        if rc < 0:
+            self._fatal_error(uv_error(rc), "Fatal write error on socket transport")
+            return
+        self._pending.append((req, (keep, chunks, rest), size))
+        self._buffer_size += size
+        self._maybe_pause_protocol()
+
+    def _on_write(self, status: int) -> None:
+        if not self._pending:   # pragma: no cover - libuv calls back once per request
+            return
+        _req, _keep, size = self._pending.popleft()
+        self._buffer_size -= size
+        if status < 0:
+            if status != _UV_ECANCELED and not self._conn_lost:
+                self._fatal_error(uv_error(status), "Fatal write error on socket transport")
+            return
+        self._maybe_resume_protocol()
+        if self._pending:
+            return
+        if self._empty_waiter is not None:
+            if not self._empty_waiter.done():
+                self._empty_waiter.set_result(None)
+        if self._closing:
+            if not self._conn_lost:
+                self._conn_lost += 1
+                self._call_connection_lost(None)
+        elif self._eof:
+            self._shutdown()
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._pending:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._shutdown_req is not None or self._state != OPEN:
+            return
+        req = self._shutdown_req = _new("uv_shutdown_t *")
+        rc = lib.uvl_shutdown(req, self._stream)
+        if rc < 0:
+            self._shutdown_req = None
+
+    def _on_shutdown(self, status: int) -> None:
+        self._shutdown_req = None   # ENOTCONN and friends: the peer is gone already
+
+    # -- sendfile support ----------------------------------------------------------
+
+    def _make_empty_waiter(self) -> futures.Future:
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        if not self._pending:
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
+
+    def _reset_empty_waiter(self) -> None:
+        self._empty_waiter = None
+
+    # -- closing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._read_stop()
+        if not self._pending:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._pending:
+            # libuv cancels the queued writes when the handle closes.
+            self._buffer_size = 0
+        if self._empty_waiter is not None and not self._empty_waiter.done():
+            if exc is None:
+                self._empty_waiter.set_result(None)
+            else:
+                self._empty_waiter.set_exception(exc)
+        if not self._closing:
+            self._closing = True
+            self._read_stop()
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            UVHandle.close(self)
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            self._protocol = None
+            server = self._server
+            if server is not None:
+                self._server = None
+                if _SERVER_TRACKS_TRANSPORTS:
+                    server._detach(self)
+                else:
+                    server._detach()
+
+    def _on_close(self) -> None:
+        self._pending.clear()
+        self._read_keep = None
+        self._shutdown_req = None
+        UVHandle._on_close(self)
+
+    # -- extra info ----------------------------------------------------------------
+
+    def _fileno(self) -> int:
+        fd = _new("uv_os_fd_t *")
+        rc = lib.uv_fileno(self._handle, fd)
+        if rc < 0:
+            raise uv_error(rc)
+        return fd[0]
+
+    def _python_socket(self) -> socket.socket | None:
+        """A socket object for the transport's fd (a dup of it, closed with
+        the transport), made on first use: most connections never need one."""
+        if self._sock is None and self._state == OPEN:
+            try:
+                self._sock = socket.socket(fileno=_dup(self._fileno()))
+            except OSError:
+                return None
+        return self._sock
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name in self._extra:
+            return self._extra[name]
+        if name == "socket":
+            sock = self._python_socket()
+            value: Any = trsock.TransportSocket(sock) if sock is not None else None
+        elif name == "sockname":
+            sock = self._python_socket()
+            value = _sock_call(sock, "getsockname")
+        elif name == "peername":
+            sock = self._python_socket()
+            value = _sock_call(sock, "getpeername")
+        else:
+            return default
+        if value is None:
+            return default
+        self._extra[name] = value
+        return value
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._state != OPEN:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        else:
+            try:
+                info.append(f"fd={self._fileno()}")
+            except OSError:
+                pass
+            info.append("reading" if self.is_reading() else "idle")
+            info.append(f"write=<bufsize={self._buffer_size}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        # Only reachable for a transport whose handle never opened: an open one
+        # is held by loop._handles until libuv's close callback.
+        pass
+
+
+def _dup(fd: int) -> int:
+    return os.dup(fd)
+
+
+def _open_dup(handle: Any, sock: socket.socket) -> None:
+    """Give libuv its own duplicate of ``sock``'s fd (libuv closes what it
+    owns, so the Python socket object keeps a valid fd of its own)."""
+    fd = os.dup(sock.fileno())
+    rc = handle._uv_open(fd)
+    if rc < 0:
+        os.close(fd)
+        UVHandle.close(handle)
+        raise uv_error(rc)
+
+
+def _sock_call(sock: socket.socket | None, method: str) -> Any:
+    if sock is None:
+        return None
+    try:
+        return getattr(sock, method)()
+    except OSError:
+        return None
+
+
+class UVStreamServer(UVHandle):
+    """A listening ``uv_tcp_t``/``uv_pipe_t``: accepts connections into new
+    transports of ``transport_cls`` for ``server`` (an ``asyncio.Server``)."""
+
+    _ctype = "uv_stream_t *"
+
+    def __init__(self, loop: Loop, protocol_factory: Callable[[], Any],
+                 transport_cls: type, sslcontext: Any, server: Any,
+                 ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any) -> None:
+        UVHandle.__init__(self, loop)
+        self._stream = ffi.cast("uv_stream_t *", self._ptr)
+        self._protocol_factory = protocol_factory
+        self._transport_cls = transport_cls
+        self._sslcontext = sslcontext
+        self._server = server
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        self._ssl_shutdown_timeout = ssl_shutdown_timeout
+
+    def _open_socket(self, sock: socket.socket) -> None:
+        _open_dup(self, sock)
+
+    def listen(self, backlog: int) -> None:
+        rc = lib.uvl_listen(self._stream, backlog)
+        if rc < 0:
+            raise uv_error(rc)
+
+    def _on_connection(self, status: int) -> None:
+        loop = self._loop
+        if status < 0:
+            loop.call_exception_handler({
+                "message": "socket.accept() out of system resource",
+                "exception": uv_error(status),
+            })
+            return
+        try:
+            protocol = self._protocol_factory()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._reject()
+            loop.call_exception_handler({
+                "message": "Error on transport creation for incoming connection",
+                "exception": exc,
+            })
+            return
+        waiter = None
+        app_protocol = protocol
+        if self._sslcontext is not None:
+            waiter = loop.create_future()
+            protocol = loop._make_ssl_protocol(
+                protocol, self._sslcontext, waiter, server_side=True,
+                ssl_handshake_timeout=self._ssl_handshake_timeout,
+                ssl_shutdown_timeout=self._ssl_shutdown_timeout)
+        transport = self._transport_cls(loop, protocol, server=self._server)
+        rc = lib.uv_accept(self._stream, transport._stream)
+        if rc < 0:
+            UVHandle.close(transport)
+            loop.call_exception_handler({
+                "message": "Error accepting a connection",
+                "exception": uv_error(rc),
+            })
+            return
+        transport._accepted()
+        transport._start(None)
+        if waiter is not None:
+            waiter.add_done_callback(
+                lambda fut, tr=transport, pr=app_protocol: _ssl_accept_done(loop, fut, tr))
+
+    def _reject(self) -> None:
+        # Accept and drop the connection the factory could not serve.
+        tmp = self._transport_cls(self._loop, protocols.Protocol())
+        if lib.uv_accept(self._stream, tmp._stream) == 0:
+            tmp._accepted()
+        UVHandle.close(tmp)
+
+
+def _ssl_accept_done(loop: Loop, fut: futures.Future, transport: UVStreamTransport) -> None:
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is not None:
+        if loop.get_debug():
+            logger.debug("%r: TLS handshake failed: %r", transport, exc)
+        transport.close()
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_alloc(handle: Any, suggested_size: int, buf: Any) -> None:
+    data = handle.data
+    if data == ffi.NULL:
+        buf.len = 0
+        return
+    ffi.from_handle(data)._on_alloc(buf)
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_read(stream: Any, nread: int, buf: Any) -> None:
+    data = stream.data
+    if data != ffi.NULL:
+        ffi.from_handle(data)._on_read(nread, buf)
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_write(req: Any, status: int) -> None:
+    data = req.handle.data
+    if data != ffi.NULL:
+        ffi.from_handle(data)._on_write(status)
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_shutdown(req: Any, status: int) -> None:
+    data = req.handle.data
+    if data != ffi.NULL:
+        ffi.from_handle(data)._on_shutdown(status)
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_connection(server: Any, status: int) -> None:
+    data = server.data
+    if data != ffi.NULL:
+        ffi.from_handle(data)._on_connection(status)
