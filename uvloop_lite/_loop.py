@@ -32,6 +32,9 @@ from ._handles.async_ import UVAsync
 from ._handles.base import UVHandle
 from ._handles.poll import READABLE, UVPoll
 from ._handles.timer import UVTimer
+from ._datagram import DatagramMixin
+from ._pipes import PipesMixin
+from ._signals import SignalsMixin
 from ._sock import SockMixin
 from ._streams import StreamsMixin
 
@@ -75,7 +78,8 @@ class _UVPoller:
 _READ_BUFFER_SIZE = 256 * 1024
 
 
-class Loop(SockMixin, StreamsMixin, asyncio.BaseEventLoop):
+class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
+           asyncio.BaseEventLoop):
     """An ``asyncio`` event loop whose I/O, timers and wake-ups come from libuv.
 
     Use it through :func:`uvloop_lite.new_event_loop`,
@@ -95,6 +99,7 @@ class Loop(SockMixin, StreamsMixin, asyncio.BaseEventLoop):
         self._uv.data = self._read_buffer_desc
         self._init_sock()
         self._init_streams()
+        self._init_signals()
         self._wake_timer = UVTimer(self)
         # Referenced on purpose: with nothing else to wait for, uv_run blocks
         # on it as asyncio's loop blocks on its self-pipe.
@@ -209,6 +214,7 @@ class Loop(SockMixin, StreamsMixin, asyncio.BaseEventLoop):
             # child shares: abandon the memory instead.
             _ABANDONED.append((self._uv, self._handles))
             return
+        self._close_signals()
         self._close_servers()
         self._close_polls()
         for handle in self._internal_handles():

@@ -48,4 +48,5 @@ extern "Python" {
     void uvl_on_write(uv_write_t* req, int status);
     void uvl_on_shutdown(uv_shutdown_t* req, int status);
     void uvl_on_connection(uv_stream_t* server, int status);
+    void uvl_on_signal(uv_signal_t* handle, int signum);
 }

@@ -1,17 +1,23 @@
-"""UnixTransport (uv_pipe_t): connections on Unix stream sockets."""
+"""uv_pipe_t: connections on Unix stream sockets (UnixTransport, UnixServer)
+and the transports of connect_read_pipe/connect_write_pipe."""
 
 from __future__ import annotations
 
+import os
+import stat
 from asyncio import constants
+from asyncio.log import logger
 from typing import TYPE_CHECKING, Any
 
 from .._ffi import lib
-from .stream import UVStreamServer, UVStreamTransport
+from .base import UVHandle
+from .poll import READABLE, UVPoll
+from .stream import UVStreamServer, UVStreamTransport, _open_dup
 
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["UnixTransport", "UnixServer"]
+__all__ = ["UnixTransport", "UnixServer", "ReadPipeTransport", "WritePipeTransport"]
 
 
 class UnixTransport(UVStreamTransport):
@@ -41,3 +47,115 @@ class UnixServer(UVStreamServer):
 
     def _uv_open(self, fd: int) -> int:
         return lib.uv_pipe_open(self._ptr, fd)
+
+
+def _pipe_mode(pipe: Any) -> int:
+    return os.fstat(pipe.fileno()).st_mode
+
+
+class _PipeTransport(UVStreamTransport):
+    """Common part of the read and write pipe transports: a ``uv_pipe_t`` on a
+    duplicate of the pipe's fd; the pipe object is closed with the transport."""
+
+    _ctype = "uv_pipe_t *"
+    _start_tls_compatible = False
+    _sendfile_compatible = constants._SendfileMode.FALLBACK
+
+    def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None) -> None:
+        super().__init__(loop, protocol, extra)
+        self._extra["pipe"] = pipe
+        self._init_done(lib.uv_pipe_init(loop._uv, self._ptr, 0))
+        _open_dup(self, pipe)
+        self._sock = pipe
+
+    def _uv_open(self, fd: int) -> int:
+        return lib.uv_pipe_open(self._ptr, fd)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+
+class ReadPipeTransport(_PipeTransport):
+    """``connect_read_pipe``: pipes, sockets, character devices and PTYs.
+    At end of file it calls eof_received() and then connection_lost(None)."""
+
+    def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None = None) -> None:
+        mode = _pipe_mode(pipe)
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        super().__init__(loop, pipe, protocol, extra)
+
+    def _on_eof(self) -> None:
+        self._read_stop()
+        if self._loop.get_debug():
+            logger.info("%r was closed by peer", self)
+        self._closing = True
+        self._conn_lost += 1
+        self._loop.call_soon(self._protocol.eof_received)
+        self._loop.call_soon(self._call_connection_lost, None)
+
+
+class WritePipeTransport(_PipeTransport):
+    """``connect_write_pipe``: writes queue in libuv; closing the transport
+    (or write_eof()) closes the pipe once everything queued is written.  The
+    reader going away is noticed through a ``uv_poll_t`` on the pipe's own fd."""
+
+    def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None = None) -> None:
+        mode = _pipe_mode(pipe)
+        is_fifo, is_socket = stat.S_ISFIFO(mode), stat.S_ISSOCK(mode)
+        if not (stat.S_ISCHR(mode) or is_fifo or is_socket):
+            raise ValueError("Pipe transport is only for pipes, sockets and character devices")
+        super().__init__(loop, pipe, protocol, extra)
+        self._watch: UVPoll | None = None
+        if is_fifo or is_socket:
+            try:
+                self._watch = UVPoll(loop, pipe.fileno(), self._on_peer_event)
+            except BaseException:
+                UVHandle.close(self)
+                raise
+
+    def _connection_made(self, waiter: Any) -> None:
+        if self._closing:
+            return
+        self._protocol_connected = True
+        self._protocol.connection_made(self)
+        if self._watch is not None and not self._closing:
+            self._watch.start(READABLE)
+        if waiter is not None and not waiter.cancelled():
+            waiter.set_result(None)
+
+    def _on_peer_event(self, poll: UVPoll, events: int, status: int) -> None:
+        # Nothing is ever read from a write pipe: readiness means the reader
+        # closed its end (EPOLLERR/EPOLLHUP).
+        self._force_close(BrokenPipeError() if self._pending else None)
+
+    def is_reading(self) -> bool:
+        return False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._conn_lost or self._closing:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data argument must be a bytes-like object, "
+                                f"not {type(data).__name__!r}")
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
+            self._conn_lost += 1
+            return
+        super().write(data)
+
+    def write_eof(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if not self._pending:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def close(self) -> None:
+        self.write_eof()
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        super()._call_connection_lost(exc)

@@ -88,6 +88,13 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         (extra info 'socket') and is closed with the transport."""
         _open_dup(self, sock)
         self._sock = sock
+        # As asyncio does, for a socket we were handed: known even after close.
+        for key, method in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+            if key not in self._extra:
+                try:
+                    self._extra[key] = method()
+                except OSError:
+                    pass
         self._accepted()
 
     def _start(self, waiter: futures.Future | None) -> None:
@@ -486,16 +493,20 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         return value
 
     def __repr__(self) -> str:
+        # The transport's own state, as asyncio shows it: a transport left open
+        # when its loop closed still reads "open".
         info = [type(self).__name__]
-        if self._state != OPEN:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        else:
+        if self._state == OPEN:
             try:
                 info.append(f"fd={self._fileno()}")
             except OSError:
                 pass
+        if self._conn_lost:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        else:
+            info.append("open")
             info.append("reading" if self.is_reading() else "idle")
             info.append(f"write=<bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))

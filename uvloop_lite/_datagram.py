@@ -1,0 +1,240 @@
+"""DatagramTransport for create_datagram_endpoint: UDP (IPv4/IPv6) and Unix
+datagram sockets, driven by the loop's uv_poll_t readiness (add_reader /
+add_writer on the socket).
+
+Deliberately not on ``uv_udp_t`` yet: libuv's UDP handle does not take Unix
+datagram sockets, and Python's socket module already gives asyncio's exact
+address formats and errors; moving UDP onto uv_udp_t is planned with the
+benchmark.  Semantics are asyncio's: sendto() tries at once, queues on
+EAGAIN, reports OSError through error_received().
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import sys
+from asyncio import constants, transports, trsock
+from asyncio.log import logger
+from typing import Any
+
+__all__ = ["DatagramTransport", "DatagramMixin"]
+
+# 3.13 sends empty datagrams and counts 8 header bytes per queued datagram.
+_SEND_EMPTY = sys.version_info >= (3, 13)
+_HEADER = 8 if sys.version_info >= (3, 13) else 0
+
+
+class DatagramTransport(transports._FlowControlMixin, transports.DatagramTransport):
+    max_size = 256 * 1024   # bytes asked of each recvfrom()
+
+    def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
+                 address: Any = None, waiter: Any = None, extra: dict | None = None) -> None:
+        transports._FlowControlMixin.__init__(self, extra, loop)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        for key, method in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+            if key not in self._extra:
+                try:
+                    self._extra[key] = method()
+                except OSError:
+                    self._extra[key] = None
+        self._sock: socket.socket | None = sock
+        self._sock_fd = sock.fileno()
+        self._protocol = protocol
+        self._protocol_connected = True
+        self._address = address
+        self._buffer: collections.deque = collections.deque()
+        self._buffer_size = 0
+        self._closing = False
+        self._conn_lost = 0
+        self._paused = False
+        loop._transports[self._sock_fd] = self
+        loop.call_soon(self._protocol.connection_made, self)
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    def _start_reading(self) -> None:
+        if not self._closing and not self._paused:
+            self._loop._add_reader(self._sock_fd, self._read_ready)
+
+    # -- protocol and state ------------------------------------------------------
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._loop._remove_reader(self._sock_fd)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._loop._add_reader(self._sock_fd, self._read_ready)
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _read_ready(self) -> None:
+        if self._conn_lost:
+            return
+        try:
+            data, addr = self._sock.recvfrom(self.max_size)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on datagram transport")
+        else:
+            self._protocol.datagram_received(data, addr)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if not data and not _SEND_EMPTY:
+            return
+        if self._address:
+            if addr not in (None, self._address):
+                raise ValueError(f"Invalid address: must be None or {self._address}")
+            addr = self._address
+        if self._conn_lost and self._address:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if not self._buffer:
+            try:
+                if self._extra["peername"]:
+                    self._sock.send(data)
+                else:
+                    self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop._add_writer(self._sock_fd, self._sendto_ready)
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on datagram transport")
+                return
+        self._buffer.append((bytes(data), addr))
+        self._buffer_size += len(data) + _HEADER
+        self._maybe_pause_protocol()
+
+    def _sendto_ready(self) -> None:
+        while self._buffer:
+            data, addr = self._buffer.popleft()
+            self._buffer_size -= len(data) + _HEADER
+            try:
+                if self._extra["peername"]:
+                    self._sock.send(data)
+                else:
+                    self._sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                self._buffer.appendleft((data, addr))
+                self._buffer_size += len(data) + _HEADER
+                break
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on datagram transport")
+                return
+        self._maybe_resume_protocol()
+        if not self._buffer:
+            self._loop._remove_writer(self._sock_fd)
+            if self._closing:
+                self._call_connection_lost(None)
+
+    # -- closing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._loop._remove_reader(self._sock_fd)
+        if not self._buffer:
+            self._conn_lost += 1
+            self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message, "exception": exc,
+                "transport": self, "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+            self._loop._remove_writer(self._sock_fd)
+        if not self._closing:
+            self._closing = True
+            self._loop._remove_reader(self._sock_fd)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            if self._sock is not None:
+                self._loop._transports.pop(self._sock_fd, None)
+                self._sock.close()
+                self._sock = None
+            self._protocol = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sock is None else ("closing" if self._closing else "open")
+        return f"<{type(self).__name__} fd={self._sock_fd} {state}>"
+
+
+def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
+    if not fut.cancelled():
+        fut.set_result(result)
+
+
+class DatagramMixin:
+    """The datagram hook of :class:`Loop` (create_datagram_endpoint itself is
+    asyncio's BaseEventLoop code)."""
+
+    def _make_datagram_transport(self, sock: socket.socket, protocol: Any, address: Any = None,
+                                 waiter: Any = None, extra: dict | None = None) -> DatagramTransport:
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
