@@ -37,6 +37,7 @@ from ._pipes import PipesMixin
 from ._signals import SignalsMixin
 from ._sock import SockMixin
 from ._streams import StreamsMixin
+from ._subprocess import SubprocessMixin
 
 __all__ = ["Loop"]
 
@@ -79,7 +80,7 @@ _READ_BUFFER_SIZE = 256 * 1024
 
 
 class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
-           asyncio.BaseEventLoop):
+           SubprocessMixin, asyncio.BaseEventLoop):
     """An ``asyncio`` event loop whose I/O, timers and wake-ups come from libuv.
 
     Use it through :func:`uvloop_lite.new_event_loop`,
@@ -100,6 +101,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._init_sock()
         self._init_streams()
         self._init_signals()
+        self._init_subprocess()
         self._wake_timer = UVTimer(self)
         # Referenced on purpose: with nothing else to wait for, uv_run blocks
         # on it as asyncio's loop blocks on its self-pipe.
@@ -215,6 +217,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             _ABANDONED.append((self._uv, self._handles))
             return
         self._close_signals()
+        self._orphan_subprocesses()
         self._close_servers()
         self._close_polls()
         for handle in self._internal_handles():

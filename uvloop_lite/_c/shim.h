@@ -49,4 +49,5 @@ extern "Python" {
     void uvl_on_shutdown(uv_shutdown_t* req, int status);
     void uvl_on_connection(uv_stream_t* server, int status);
     void uvl_on_signal(uv_signal_t* handle, int signum);
+    void uvl_on_exit(uv_process_t* process, int64_t exit_status, int term_signal);
 }

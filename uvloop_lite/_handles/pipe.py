@@ -74,6 +74,9 @@ class _PipeTransport(UVStreamTransport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._extra.get(name, default)
 
+    def _python_socket(self) -> None:
+        return None   # a pipe has no socket (and _sock holds the pipe object)
+
 
 class ReadPipeTransport(_PipeTransport):
     """``connect_read_pipe``: pipes, sockets, character devices and PTYs.
