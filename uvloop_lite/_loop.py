@@ -33,6 +33,7 @@ from ._handles.base import UVHandle
 from ._handles.poll import READABLE, UVPoll
 from ._handles.timer import UVTimer
 from ._datagram import DatagramMixin
+from ._dns import DnsMixin
 from ._pipes import PipesMixin
 from ._signals import SignalsMixin
 from ._sock import SockMixin
@@ -49,11 +50,12 @@ _ABANDONED: list[Any] = []
 class _UVPoller:
     """What BaseEventLoop._run_once waits on: one libuv iteration."""
 
-    __slots__ = ("_uv", "_wake")
+    __slots__ = ("_uv", "_wake", "_loop")
 
     def __init__(self, loop: Loop) -> None:
         self._uv = loop._uv
         self._wake = loop._wake_timer._ptr
+        self._loop = loop
 
     def select(self, timeout: float | None) -> tuple:
         if timeout is None:
@@ -64,6 +66,8 @@ class _UVPoller:
             # Round up: waking before the earliest TimerHandle is due would only
             # cost another iteration, but never run it early.
             ms = math.ceil(timeout * 1000.0)
+        if self._loop._polls_started:   # fds closed under a new watcher: see there
+            self._loop._check_started_polls()
         lib.uvl_run(self._uv, self._wake, ms)
         exc = _base.pending.exc
         if exc is not None:
@@ -80,7 +84,7 @@ _READ_BUFFER_SIZE = 256 * 1024
 
 
 class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
-           SubprocessMixin, asyncio.BaseEventLoop):
+           SubprocessMixin, DnsMixin, asyncio.BaseEventLoop):
     """An ``asyncio`` event loop whose I/O, timers and wake-ups come from libuv.
 
     Use it through :func:`uvloop_lite.new_event_loop`,
@@ -102,6 +106,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._init_streams()
         self._init_signals()
         self._init_subprocess()
+        self._init_dns()
         self._wake_timer = UVTimer(self)
         # Referenced on purpose: with nothing else to wait for, uv_run blocks
         # on it as asyncio's loop blocks on its self-pipe.
@@ -226,6 +231,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         if leftovers:
             warnings.warn(f"{self!r} closed with {len(leftovers)} open libuv "
                           f"handle(s): {leftovers!r}", ResourceWarning, source=self)
+        self._cancel_dns()
         lib.uvl_close_all(self._uv, lib.uvl_on_close)
         # Let every close callback run (and requests in libuv's thread pool end).
         lib.uv_run(self._uv, lib.UV_RUN_DEFAULT)

@@ -50,4 +50,6 @@ extern "Python" {
     void uvl_on_connection(uv_stream_t* server, int status);
     void uvl_on_signal(uv_signal_t* handle, int signum);
     void uvl_on_exit(uv_process_t* process, int64_t exit_status, int term_signal);
+    void uvl_on_getaddrinfo(uv_getaddrinfo_t* req, int status, struct addrinfo* res);
+    void uvl_on_getnameinfo(uv_getnameinfo_t* req, int status, const char* hostname, const char* service);
 }

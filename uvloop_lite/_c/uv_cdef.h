@@ -12,8 +12,8 @@ typedef int... sa_family_t;
 typedef int... socklen_t;
 struct sockaddr { sa_family_t sa_family; ...; };
 struct sockaddr_storage { sa_family_t ss_family; ...; };
-struct sockaddr_in { sa_family_t sin_family; ...; };
-struct sockaddr_in6 { sa_family_t sin6_family; ...; };
+struct sockaddr_in { sa_family_t sin_family; uint16_t sin_port; ...; };
+struct sockaddr_in6 { sa_family_t sin6_family; uint16_t sin6_port; uint32_t sin6_flowinfo; uint32_t sin6_scope_id; ...; };
 struct addrinfo {
     int ai_flags;
     int ai_family;
@@ -263,3 +263,5 @@ int uv_getnameinfo(uv_loop_t* loop, uv_getnameinfo_t* req, uv_getnameinfo_cb get
 uint64_t uv_hrtime(void);
 int uv_ip4_addr(const char* ip, int port, struct sockaddr_in* addr);
 int uv_ip6_addr(const char* ip, int port, struct sockaddr_in6* addr);
+int uv_ip4_name(const struct sockaddr_in* src, char* dst, size_t size);
+int uv_ip6_name(const struct sockaddr_in6* src, char* dst, size_t size);

@@ -1,0 +1,280 @@
+"""getaddrinfo / getnameinfo on libuv's resolver (uv_getaddrinfo_t,
+uv_getnameinfo_t), which runs the blocking libc calls on libuv's thread pool.
+
+Results and errors are those of Python's socket.getaddrinfo/getnameinfo:
+families and socket types as enums, sockaddr tuples, socket.gaierror with
+libc's code and message.  Numeric hosts (and a numeric or absent port) take a
+fast path: socket.getaddrinfo() itself, at once, since it cannot block then.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from asyncio.log import logger
+from typing import Any
+
+from ._errors import gai_error
+from ._ffi import ffi, lib
+from ._handles.base import callback_error
+
+__all__ = ["DnsMixin"]
+
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+_UV_EAI_CANCELED = lib.UV_EAI_CANCELED
+
+
+def _is_numeric_host(host: Any) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(host, str):
+        return False
+    for family, text in ((_AF_INET, host), (_AF_INET6, host.partition("%")[0])):
+        try:
+            socket.inet_pton(family, text)
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def _is_numeric_port(port: Any) -> bool:
+    if port is None or isinstance(port, int):
+        return True
+    return isinstance(port, (str, bytes)) and port.isdigit()
+
+
+def _encode_host(host: Any) -> bytes | None:
+    if host is None:
+        return None
+    if isinstance(host, str):
+        return host.encode("idna")
+    if isinstance(host, (bytes, bytearray)):
+        return bytes(host)
+    raise TypeError("getaddrinfo() argument 1 must be string or None")
+
+
+def _encode_port(port: Any) -> bytes | None:
+    if port is None:
+        return None
+    if isinstance(port, int):
+        return str(port).encode("ascii")
+    if isinstance(port, str):
+        return port.encode("utf-8")
+    if isinstance(port, (bytes, bytearray)):
+        return bytes(port)
+    raise OSError("Int or String expected")
+
+
+def _enum(cls: Any, value: int) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        return value
+
+
+def sockaddr_to_tuple(addr: Any) -> Any:
+    """A ``struct sockaddr *`` (IPv4/IPv6) as Python's socket module shows it."""
+    family = addr.sa_family
+    if family == _AF_INET:
+        sin = ffi.cast("struct sockaddr_in *", addr)
+        buf = ffi.new("char[]", 64)
+        lib.uv_ip4_name(sin, buf, 64)
+        return (ffi.string(buf).decode("ascii"), socket.ntohs(sin.sin_port))
+    if family == _AF_INET6:
+        sin6 = ffi.cast("struct sockaddr_in6 *", addr)
+        buf = ffi.new("char[]", 64)
+        lib.uv_ip6_name(sin6, buf, 64)
+        host = ffi.string(buf).decode("ascii")
+        scope = sin6.sin6_scope_id
+        if scope:
+            try:
+                host += "%" + socket.if_indextoname(scope)
+            except OSError:
+                host += f"%{scope}"
+        return (host, socket.ntohs(sin6.sin6_port),
+                socket.ntohl(sin6.sin6_flowinfo), scope)
+    return (family, b"")
+
+
+class _Request:
+    """A resolver request: its memory and its future live until libuv's
+    callback (the loop holds it in ``_dns_requests``)."""
+
+    def __init__(self, loop: Any, ctype: str) -> None:
+        self.loop = loop
+        self.req = ffi.new(ctype)
+        self.handle = ffi.new_handle(self)
+        self.req.data = self.handle
+        self.fut = loop.create_future()
+        self.keep: list[Any] = []
+        loop._dns_requests.add(self)
+
+    def cancel(self) -> None:
+        lib.uv_cancel(ffi.cast("uv_req_t *", self.req))
+
+    def done(self) -> None:
+        self.req.data = ffi.NULL
+        self.loop._dns_requests.discard(self)
+
+
+class DnsMixin:
+    """Name resolution of :class:`Loop`."""
+
+    _dns_requests: set
+
+    def _init_dns(self) -> None:
+        self._dns_requests = set()
+
+    async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0, type: int = 0,
+                          proto: int = 0, flags: int = 0) -> list[tuple]:
+        """Resolve ``host``/``port`` as socket.getaddrinfo() does, without
+        blocking the loop."""
+        t0 = self.time() if self._debug else 0.0
+        if _is_numeric_host(host) and _is_numeric_port(port):
+            result = socket.getaddrinfo(host, port, family, type, proto, flags)
+        else:
+            result = await self._uv_getaddrinfo(host, port, family, type, proto, flags)
+        if self._debug:
+            self._log_lookup(host, port, family, type, proto, flags, t0, result)
+        return result
+
+    def _log_lookup(self, host: Any, port: Any, family: int, type: int, proto: int,
+                    flags: int, t0: float, result: Any) -> None:
+        msg = [f"{host}:{port!r}"]
+        for name, value in (("family", family), ("type", type), ("proto", proto),
+                            ("flags", flags)):
+            if value:
+                msg.append(f"{name}={value!r}")
+        text = ", ".join(msg)
+        dt = self.time() - t0
+        line = f"Getting address info {text} took {dt * 1e3:.3f}ms: {result!r}"
+        (logger.info if dt >= self.slow_callback_duration else logger.debug)(line)
+
+    async def _uv_getaddrinfo(self, host: Any, port: Any, family: int, type: int,
+                              proto: int, flags: int) -> list[tuple]:
+        node = _encode_host(host)
+        service = _encode_port(port)
+        if node is None and service is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        request = _Request(self, "uv_getaddrinfo_t *")
+        hints = ffi.new("struct addrinfo *")
+        hints.ai_family = family
+        hints.ai_socktype = type
+        hints.ai_protocol = proto
+        hints.ai_flags = flags
+        c_node = ffi.new("char[]", node) if node is not None else ffi.NULL
+        c_service = ffi.new("char[]", service) if service is not None else ffi.NULL
+        request.keep += [hints, c_node, c_service]
+        rc = lib.uv_getaddrinfo(self._uv, request.req, lib.uvl_on_getaddrinfo,
+                                c_node, c_service, hints)
+        if rc < 0:
+            request.done()
+            raise gai_error(rc)
+        try:
+            return await request.fut
+        except BaseException:
+            if not request.fut.done():
+                request.cancel()
+            raise
+
+    async def getnameinfo(self, sockaddr: tuple, flags: int = 0) -> tuple[str, str]:
+        """Reverse-resolve ``sockaddr`` as socket.getnameinfo() does, without
+        blocking the loop."""
+        if not isinstance(sockaddr, tuple):
+            raise TypeError("getnameinfo() argument 1 must be a tuple")
+        # Python's own checks and numeric parsing (no lookup: AI_NUMERICHOST).
+        host, port = sockaddr[0], sockaddr[1]
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
+        if len(infos) > 1:
+            raise OSError("sockaddr resolved to multiple addresses")
+        family, _, _, _, addr = infos[0]
+        if family == _AF_INET6:
+            sa: Any = ffi.new("struct sockaddr_in6 *")
+            rc = lib.uv_ip6_addr(addr[0].encode("ascii"), addr[1], sa)
+            if len(sockaddr) > 2:
+                sa.sin6_flowinfo = socket.htonl(sockaddr[2])
+            if len(sockaddr) > 3:
+                sa.sin6_scope_id = sockaddr[3]
+        else:
+            if len(sockaddr) != 2:
+                raise OSError("IPv4 sockaddr must be 2 tuple")
+            sa = ffi.new("struct sockaddr_in *")
+            rc = lib.uv_ip4_addr(addr[0].encode("ascii"), addr[1], sa)
+        if rc < 0:
+            raise gai_error(rc)
+        request = _Request(self, "uv_getnameinfo_t *")
+        request.keep.append(sa)
+        rc = lib.uv_getnameinfo(self._uv, request.req, lib.uvl_on_getnameinfo,
+                                ffi.cast("struct sockaddr *", sa), flags)
+        if rc < 0:
+            request.done()
+            raise gai_error(rc)
+        try:
+            return await request.fut
+        except BaseException:
+            if not request.fut.done():
+                request.cancel()
+            raise
+
+    def _cancel_dns(self) -> None:
+        for request in list(self._dns_requests):
+            request.cancel()
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_getaddrinfo(req: Any, status: int, res: Any) -> None:
+    data = req.data
+    if data == ffi.NULL:
+        lib.uv_freeaddrinfo(res)
+        return
+    request = ffi.from_handle(data)
+    request.done()
+    try:
+        fut = request.fut
+        if fut.done() or request.loop.is_closed():
+            return
+        if status < 0:
+            if status != _UV_EAI_CANCELED:
+                fut.set_exception(gai_error(status))
+            elif not request.loop.is_closed():
+                fut.cancel()
+            return
+        result = []
+        ai = res
+        while ai != ffi.NULL:
+            canon = ffi.string(ai.ai_canonname).decode("utf-8", "replace") \
+                if ai.ai_canonname != ffi.NULL else ""
+            result.append((_enum(socket.AddressFamily, ai.ai_family),
+                           _enum(socket.SocketKind, ai.ai_socktype),
+                           ai.ai_protocol, canon, sockaddr_to_tuple(ai.ai_addr)))
+            ai = ai.ai_next
+        fut.set_result(result)
+    finally:
+        lib.uv_freeaddrinfo(res)
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_getnameinfo(req: Any, status: int, hostname: Any, service: Any) -> None:
+    data = req.data
+    if data == ffi.NULL:
+        return
+    request = ffi.from_handle(data)
+    request.done()
+    fut = request.fut
+    if fut.done() or request.loop.is_closed():
+        return
+    if status < 0:
+        if status != _UV_EAI_CANCELED:
+            fut.set_exception(gai_error(status))
+        elif not request.loop.is_closed():
+            fut.cancel()
+        return
+    fut.set_result((ffi.string(hostname).decode("utf-8", "replace"),
+                    ffi.string(service).decode("utf-8", "replace")))
