@@ -17,12 +17,16 @@ it has the same shape on CPython 3.9 to 3.13 and on PyPy.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import os
 import signal
 import socket
 import threading
 import warnings
+from asyncio.base_events import (
+    _MIN_CANCELLED_TIMER_HANDLES_FRACTION, _MIN_SCHEDULED_TIMER_HANDLES, MAXIMUM_SELECT_TIMEOUT)
+from asyncio.events import Handle
 from typing import Any
 
 from ._errors import check
@@ -138,6 +142,73 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         return [h for h in (getattr(self, n, None) for n in names) if h is not None]
 
     # -- the run loop ------------------------------------------------------------
+
+    # call_soon() and _run_once() are BaseEventLoop's, statement for statement,
+    # with the helper method calls inlined and attribute reads hoisted: they run
+    # for every callback and every iteration.  Debug mode takes asyncio's own
+    # code paths (source tracebacks, slow-callback warnings).
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Handle:
+        """Arrange for ``callback(*args)`` to be called soon (FIFO order)."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
+            handle = self._call_soon(callback, args, context)
+            if handle._source_traceback:
+                del handle._source_traceback[-1]
+            return handle
+        handle = Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def _run_once(self) -> None:
+        if self._debug:
+            return asyncio.BaseEventLoop._run_once(self)
+        scheduled = self._scheduled
+        if scheduled:
+            sched_count = len(scheduled)
+            if (sched_count > _MIN_SCHEDULED_TIMER_HANDLES and
+                    self._timer_cancelled_count / sched_count >
+                    _MIN_CANCELLED_TIMER_HANDLES_FRACTION):
+                new_scheduled = []
+                for handle in scheduled:
+                    if handle._cancelled:
+                        handle._scheduled = False
+                    else:
+                        new_scheduled.append(handle)
+                heapq.heapify(new_scheduled)
+                scheduled = self._scheduled = new_scheduled
+                self._timer_cancelled_count = 0
+            else:
+                while scheduled and scheduled[0]._cancelled:
+                    self._timer_cancelled_count -= 1
+                    handle = heapq.heappop(scheduled)
+                    handle._scheduled = False
+        ready = self._ready
+        timeout = None
+        if ready or self._stopping:
+            timeout = 0
+        elif scheduled:
+            timeout = min(max(0, scheduled[0]._when - self.time()), MAXIMUM_SELECT_TIMEOUT)
+        self._selector.select(timeout)   # no events to process: libuv ran them
+        if scheduled:
+            end_time = self.time() + self._clock_resolution
+            while scheduled:
+                handle = scheduled[0]
+                if handle._when >= end_time:
+                    break
+                handle = heapq.heappop(scheduled)
+                handle._scheduled = False
+                ready.append(handle)
+        popleft = ready.popleft
+        for _ in range(len(ready)):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            handle._run()
+        handle = None  # break cycles when an exception occurs
 
     def _process_events(self, event_list: Any) -> None:
         # libuv already ran the I/O callbacks inside uv_run().

@@ -39,6 +39,10 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     """Run the coroutine ``main`` on a new uvloop_lite loop, as ``asyncio.run``
     does: then cancel what is left, finalize async generators, shut the default
     executor down and close the loop."""
+    # Refuse before building a loop, as asyncio.run() does (Runner would build
+    # one, fail, then fail again tearing it down with a less helpful error).
+    if asyncio.events._get_running_loop() is not None:
+        raise RuntimeError("uvloop_lite.run() cannot be called from a running event loop")
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)
@@ -47,8 +51,6 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
 
 def _run_legacy(main: Coroutine[Any, Any, _T], debug: bool | None) -> _T:
     # Python 3.9/3.10: asyncio.run() takes no loop factory.
-    if asyncio.events._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if not asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     loop = new_event_loop()

@@ -58,6 +58,7 @@ class SockMixin:
     def _init_sock(self) -> None:
         self._polls = {}
         self._transports = weakref.WeakValueDictionary()  # fd -> transport
+        self._polls_started: list[UVPoll] = []   # since the last uv_run()
 
     # -- readiness -------------------------------------------------------------
 
@@ -78,10 +79,26 @@ class SockMixin:
         events_ = (READABLE if poll.reader is not None else 0) | \
                   (WRITABLE if poll.writer is not None else 0)
         if events_:
-            poll.start(events_)
+            if events_ != poll.events:
+                poll.start(events_)
+                self._polls_started.append(poll)
         else:
             del self._polls[poll.fd]
             poll.close()
+
+    def _check_started_polls(self) -> None:
+        """Run right before uv_run().  libuv gives the fd of a poll started
+        since the last run to epoll only then, and aborts the process if that
+        fd was closed meanwhile.  asyncio registers at once, and an fd closed
+        afterwards just never reports: stop watching such an fd the same way
+        (its reader and writer stay registered, as with asyncio)."""
+        polls, self._polls_started = self._polls_started, []
+        for poll in polls:
+            if poll.events and poll.is_open():
+                try:
+                    os.get_inheritable(poll.fd)   # fcntl(F_GETFD): still open?
+                except OSError:
+                    poll.start(0)
 
     def _add_reader(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
         self._check_closed()

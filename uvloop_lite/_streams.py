@@ -47,6 +47,7 @@ class StreamsMixin:
 
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None,
                                *, extra: dict | None = None, server: Any = None) -> UVStreamTransport:
+        self._check_closed()   # before libuv sees the closed loop
         cls = UnixTransport if _is_unix(sock) else TCPTransport
         transport = cls(self, protocol, extra, server)
         transport._open_socket(sock)
@@ -89,6 +90,7 @@ class StreamsMixin:
                        sslcontext: Any = None, server: Any = None, backlog: int = 100,
                        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
                        ssl_shutdown_timeout: float | None = None) -> None:
+        self._check_closed()   # before libuv sees the closed loop
         if sock in self._servers:
             return
         if _is_unix(sock):

@@ -40,9 +40,12 @@ __all__ = ["UVStreamTransport", "UVStreamServer"]
 _UV_EOF = lib.UV_EOF
 _UV_EAGAIN = lib.UV_EAGAIN
 _UV_ECANCELED = lib.UV_ECANCELED
+_UV_ENOBUFS = lib.UV_ENOBUFS
 _unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
+_from_handle = ffi.from_handle
 _new = ffi.new
+_try_write = lib.uvl_try_write
 # asyncio.Server tracks its transports from 3.13 on (close_clients()).
 _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
 
@@ -70,13 +73,19 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._closing = False
         self._conn_lost = 0
         self._eof = False
-        self._reading = False          # reading wanted (not paused)
+        self._reading = True           # reading wanted (not paused)
         self._read_started = False     # uv_read_start in effect
         self._protocol_connected = False
         self._pending: collections.deque = collections.deque()  # (req, keepalive, size)
         self._buffer_size = 0
         self._empty_waiter: futures.Future | None = None
         self._read_keep: Any = None    # the get_buffer() buffer of the read in progress
+        # libuv calls the read callback right after the alloc callback, through
+        # the pointer uv_read_stop() clears: a stop asked for from inside
+        # get_buffer() waits for that read callback.
+        self._in_alloc = False
+        self._stop_after_read = False
+        self._alloc_error: tuple | None = None   # (exception, message)
         self._shutdown_req: Any = None
         self.set_write_buffer_limits()
         self.set_protocol(protocol)
@@ -100,6 +109,17 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
     def _start(self, waiter: futures.Future | None) -> None:
         """Schedule connection_made(), then reading, then the waiter, in that
         order, as asyncio's transports do."""
+        # Like asyncio, take the addresses now: they stay available after the
+        # connection is lost.
+        sock = self._python_socket()
+        if sock is not None:
+            extra = self._extra
+            if "socket" not in extra:
+                extra["socket"] = trsock.TransportSocket(sock)
+            if "sockname" not in extra:
+                extra["sockname"] = _sock_call(sock, "getsockname")
+            if "peername" not in extra:
+                extra["peername"] = _sock_call(sock, "getpeername")
         if self._server is not None:
             if _SERVER_TRACKS_TRANSPORTS:
                 self._server._attach(self)
@@ -113,12 +133,15 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
                 waiter.set_exception(ConnectionError("transport closed before connection_made"))
             return
         self._protocol_connected = True
-        self._protocol.connection_made(self)
-        if not self._closing:
-            self._reading = True
-            self._read_start()
-        if waiter is not None and not waiter.cancelled():
-            waiter.set_result(None)
+        try:
+            self._protocol.connection_made(self)
+        finally:
+            # Even if connection_made() raised (the loop reports it), as
+            # asyncio, which runs these as separate callbacks.
+            if self._reading and not self._closing:
+                self._read_start()
+            if waiter is not None and not waiter.cancelled():
+                waiter.set_result(None)
 
     # -- protocol ----------------------------------------------------------------
 
@@ -159,6 +182,10 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
     def _read_start(self) -> None:
         if self._read_started or self._state != OPEN:
             return
+        if self._stop_after_read:   # stopped and restarted inside get_buffer()
+            self._stop_after_read = False
+            self._read_started = True
+            return
         if self._buffered:
             rc = lib.uvl_read_start_buffered(self._stream)
         else:
@@ -171,29 +198,47 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
     def _read_stop(self) -> None:
         if self._read_started:
             self._read_started = False
-            if self._state == OPEN:
+            if self._in_alloc:
+                self._stop_after_read = True
+            elif self._state == OPEN:
                 lib.uv_read_stop(self._stream)
 
     # -- reading (called from uvl_on_alloc / uvl_on_read) ---------------------------
 
     def _on_alloc(self, buf: Any) -> None:
+        self._in_alloc = True
         try:
             pybuf = self._protocol.get_buffer(-1)
             if not len(pybuf):
                 raise RuntimeError("get_buffer() returned an empty buffer")
-            cbuf = _from_buffer(pybuf, require_writable=True)
         except (SystemExit, KeyboardInterrupt):
             buf.len = 0
+            self._in_alloc = False
             raise
         except BaseException as exc:
-            buf.len = 0   # libuv then reports UV_ENOBUFS to the read callback
-            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            # libuv then reports UV_ENOBUFS to the read callback, which fails
+            # the transport (not here: that would stop reading in the alloc).
+            buf.len = 0
+            self._alloc_error = (exc, "Fatal error: protocol.get_buffer() call failed.")
+            self._in_alloc = False
+            return
+        self._in_alloc = False
+        try:
+            cbuf = _from_buffer(pybuf, require_writable=True)
+        except (TypeError, BufferError) as exc:   # what recv_into() refuses
+            buf.len = 0
+            err = TypeError(f"get_buffer() must return a writable buffer: {exc}")
+            self._alloc_error = (err, "Fatal read error on socket transport")
             return
         self._read_keep = cbuf
         buf.base = cbuf
         buf.len = len(cbuf)
 
     def _on_read(self, nread: int, buf: Any) -> None:
+        if self._stop_after_read:
+            self._stop_after_read = False
+            if self._state == OPEN:
+                lib.uv_read_stop(self._stream)
         if nread > 0:
             if self._buffered:
                 self._read_keep = None
@@ -204,7 +249,8 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
                 except BaseException as exc:
                     self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
                 return
-            data = _unpack(buf.base, nread)
+            # Plain reads all land in the loop's buffer (uvl_read_start).
+            data = _unpack(self._loop._read_buffer, nread)
             try:
                 self._protocol.data_received(data)
             except (SystemExit, KeyboardInterrupt):
@@ -217,6 +263,10 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             return
         if nread == _UV_EOF:
             self._on_eof()
+        elif nread == _UV_ENOBUFS:   # get_buffer() failed
+            err, self._alloc_error = self._alloc_error, None
+            if err is not None:
+                self._fatal_error(*err)
         else:
             self._fatal_error(uv_error(nread), "Fatal read error on socket transport")
 
@@ -237,7 +287,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
     # -- writing ---------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         if self._eof:
@@ -255,7 +305,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             data = bytes(data)   # the caller may reuse a mutable buffer at once
         size = len(data)
         if not self._pending:
-            n = lib.uvl_try_write(self._stream, data, size)
+            n = _try_write(self._stream, data, size)
             if n == size:
                 return
             if n < 0:
@@ -331,7 +381,8 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         if not self._pending:   # pragma: no cover - libuv calls back once per request
             return
         _req, _keep, size = self._pending.popleft()
-        self._buffer_size -= size
+        if not self._conn_lost:   # else _force_close() already emptied the count
+            self._buffer_size -= size
         if status < 0:
             if status != _UV_ECANCELED and not self._conn_lost:
                 self._fatal_error(uv_error(status), "Fatal write error on socket transport")
@@ -465,12 +516,19 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
 
     def _python_socket(self) -> socket.socket | None:
         """A socket object for the transport's fd (a dup of it, closed with
-        the transport), made on first use: most connections never need one."""
+        the transport), for transports not made from a Python socket."""
         if self._sock is None and self._state == OPEN:
             try:
-                self._sock = socket.socket(fileno=_dup(self._fileno()))
+                fd = _dup(self._fileno())
             except OSError:
                 return None
+            try:
+                self._sock = socket.socket(fileno=fd)
+            except OSError:
+                os.close(fd)
+                return None
+            # add_reader() and friends refuse this fd while the transport lives.
+            self._loop._transports[fd] = self
         return self._sock
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -581,10 +639,11 @@ class UVStreamServer(UVHandle):
             raise
         except BaseException as exc:
             self._reject()
-            loop.call_exception_handler({
-                "message": "Error on transport creation for incoming connection",
-                "exception": exc,
-            })
+            if loop.get_debug():   # as asyncio: reported in debug mode only
+                loop.call_exception_handler({
+                    "message": "Error on transport creation for incoming connection",
+                    "exception": exc,
+                })
             return
         waiter = None
         app_protocol = protocol
@@ -637,10 +696,9 @@ def uvl_on_alloc(handle: Any, suggested_size: int, buf: Any) -> None:
 
 
 @ffi.def_extern(onerror=callback_error)
-def uvl_on_read(stream: Any, nread: int, buf: Any) -> None:
-    data = stream.data
-    if data != ffi.NULL:
-        ffi.from_handle(data)._on_read(nread, buf)
+def uvl_on_stream_read(data: Any, nread: int) -> None:
+    # uvl__read_cb (shim.c) passes stream->data, never NULL.
+    _from_handle(data)._on_read(nread, None)
 
 
 @ffi.def_extern(onerror=callback_error)

@@ -1,0 +1,170 @@
+"""uvloop_lite only: the libuv handles behind the loop are all released."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import socket
+import threading
+import weakref
+
+import pytest
+
+import uvloop_lite
+from uvloop_lite._handles.timer import UVTimer
+
+
+def _collect() -> None:
+    """Collect garbage fully (PyPy needs several passes for finalizers)."""
+    for _ in range(3):
+        gc.collect()
+
+
+def _balanced(stats: dict) -> bool:
+    return all(opened == closed for opened, closed in stats.values())
+
+
+def _exercise(loop) -> None:
+    async def main():
+        loop.call_later(0.001, int)
+        await asyncio.sleep(0.002)
+        await loop.run_in_executor(None, sum, [1])
+        fut = loop.create_future()
+        threading.Thread(target=loop.call_soon_threadsafe,
+                         args=(fut.set_result, None)).start()
+        await fut
+
+    loop.run_until_complete(main())
+    loop.run_until_complete(loop.shutdown_default_executor())
+
+
+def test_handle_stats_balanced_after_close(uv_loop):
+    _exercise(uv_loop)
+    stats = uv_loop._uv_handle_stats()
+    assert stats["UVTimer"] == (1, 0)
+    assert stats["UVAsync"] == (1, 0)
+    assert stats["UVPoll"] == (1, 0)   # the signal wake-up socket (main thread)
+    uv_loop.close()
+    stats = uv_loop._uv_handle_stats()
+    assert set(stats) == {"UVTimer", "UVAsync", "UVPoll"}
+    assert _balanced(stats)
+    assert uv_loop._handles == set()
+
+
+def test_close_twice_is_fine(uv_loop):
+    _exercise(uv_loop)
+    uv_loop.close()
+    before = uv_loop._uv_handle_stats()
+    uv_loop.close()
+    assert uv_loop.is_closed()
+    assert uv_loop._uv_handle_stats() == before
+
+
+def test_never_run_loop_closes_cleanly():
+    loop = uvloop_lite.new_event_loop()
+    loop.close()
+    stats = loop._uv_handle_stats()
+    assert "UVPoll" not in stats   # the signal socket is made on first run
+    assert _balanced(stats)
+
+
+def test_loop_run_in_thread_has_no_signal_poll():
+    stats = []
+
+    def target():
+        loop = uvloop_lite.new_event_loop()
+        try:
+            loop.run_until_complete(asyncio.sleep(0))
+        finally:
+            loop.close()
+        stats.append(loop._uv_handle_stats())
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(10)
+    assert "UVPoll" not in stats[0]
+    assert _balanced(stats[0])
+
+
+def test_run_restores_signal_wakeup_fd(uv_loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    seen = []
+
+    def probe():
+        fd = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(fd)
+        seen.append(fd)
+
+    old = signal.set_wakeup_fd(a.fileno())
+    try:
+        uv_loop.call_soon(probe)
+        uv_loop.call_soon(uv_loop.stop)
+        uv_loop.run_forever()
+        assert signal.set_wakeup_fd(old) == a.fileno()
+    finally:
+        signal.set_wakeup_fd(old)
+        a.close()
+        b.close()
+    assert seen and seen[0] not in (-1, a.fileno())
+
+
+def test_unclosed_loop_del_warns_and_releases_handles():
+    loop = uvloop_lite.new_event_loop()
+    _exercise(loop)
+    stats = loop._handle_stats            # the live dict, updated on release
+    refs = [weakref.ref(h) for h in loop._handles]
+    assert refs and not _balanced({k: tuple(v) for k, v in stats.items()})
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        del loop
+        _collect()
+    assert _balanced({k: tuple(v) for k, v in stats.items()})
+    _collect()
+    assert all(r() is None for r in refs)
+
+
+def test_close_warns_about_and_closes_leftover_handles(uv_loop):
+    timer = UVTimer(uv_loop)   # opened and never closed by its owner
+    with pytest.warns(ResourceWarning, match="open libuv handle"):
+        uv_loop.close()
+    assert not timer.is_open()
+    assert _balanced(uv_loop._uv_handle_stats())
+
+
+def test_closed_handle_methods_are_no_ops(uv_loop):
+    timer = UVTimer(uv_loop)
+    timer.close()
+    timer.close()
+    timer.ref()
+    timer.unref()
+    uv_loop.run_until_complete(asyncio.sleep(0))   # the close callback runs
+    assert repr(timer) == "<UVTimer closed>"
+    assert uv_loop._uv_handle_stats()["UVTimer"] == (2, 1)   # the loop's own is open
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_loop_refuses_to_run_in_forked_child(uv_loop):
+    uv_loop.run_until_complete(asyncio.sleep(0))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # child: report and leave without running pytest's teardown
+        code = 1
+        try:
+            try:
+                uv_loop.run_until_complete(asyncio.sleep(0))
+            except RuntimeError as exc:
+                code = 0 if "another process" in str(exc) else 2
+            uv_loop.close()   # abandons libuv memory; must not touch the parent
+        finally:
+            os.write(w, bytes([code]))
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"\x00"
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    # The parent's loop is unaffected.
+    assert uv_loop.run_until_complete(asyncio.sleep(0, "parent")) == "parent"

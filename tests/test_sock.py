@@ -1,0 +1,339 @@
+"""The loop's sock_* coroutines on plain non-blocking sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import ssl
+import tempfile
+
+import pytest
+
+from netutil import LOCALHOST, MIB, free_port, payload
+
+
+def _pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+async def _tcp_pair(loop):
+    listener = socket.socket()
+    listener.bind((LOCALHOST, 0))
+    listener.listen(1)
+    listener.setblocking(False)
+    client = socket.socket()
+    client.setblocking(False)
+    with listener:
+        accept = asyncio.ensure_future(loop.sock_accept(listener))
+        await loop.sock_connect(client, listener.getsockname())
+        conn, _ = await accept
+    return client, conn
+
+
+def test_sock_recv_and_recv_into(loop):
+    async def main():
+        a, b = _pair()
+        with a, b:
+            results = []
+            pending = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0)
+            results.append(pending.done())
+            await loop.sock_sendall(b, b"first")
+            results.append(await pending)
+            await loop.sock_sendall(b, b"ready")
+            results.append(await loop.sock_recv(a, 100))   # data already there
+            buf = bytearray(10)
+            into = asyncio.ensure_future(loop.sock_recv_into(a, memoryview(buf)[2:]))
+            await asyncio.sleep(0)
+            await loop.sock_sendall(b, b"into")
+            results.append((await into, bytes(buf)))
+            b.shutdown(socket.SHUT_WR)
+            results.append(await loop.sock_recv(a, 100))
+            results.append(await loop.sock_recv_into(a, buf))
+        return results
+
+    assert loop.run_until_complete(main()) == [
+        False, b"first", b"ready", (4, b"\0\0into\0\0\0\0"), b"", 0]
+
+
+HAS_RECVFROM = hasattr(asyncio.AbstractEventLoop, "sock_recvfrom")   # 3.11+
+
+
+@pytest.mark.skipif(not HAS_RECVFROM, reason="sock_recvfrom() & co are new in 3.11")
+def test_sock_recvfrom_and_sendto(loop):
+    async def main():
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with rx, tx:
+            rx.bind((LOCALHOST, 0))
+            tx.bind((LOCALHOST, 0))
+            rx.setblocking(False)
+            tx.setblocking(False)
+            addr = rx.getsockname()
+            results = []
+            pending = asyncio.ensure_future(loop.sock_recvfrom(rx, 100))
+            await asyncio.sleep(0)
+            results.append(await loop.sock_sendto(tx, b"dgram", addr))
+            results.append(await pending)
+            buf = bytearray(16)
+            pending = asyncio.ensure_future(loop.sock_recvfrom_into(rx, buf))
+            await asyncio.sleep(0)
+            await loop.sock_sendto(tx, b"into", addr)
+            results.append((await pending, bytes(buf[:4])))
+            await loop.sock_sendto(tx, b"truncated", addr)
+            results.append(await loop.sock_recvfrom_into(rx, buf, 3))
+            return results, tx.getsockname()
+
+    results, txaddr = loop.run_until_complete(main())
+    assert results == [5, (b"dgram", txaddr), ((4, txaddr), b"into"), (3, txaddr)]
+
+
+def test_sock_sendall_large_with_partial_sends(loop):
+    data = payload(16 * MIB, 9)
+
+    async def main():
+        a, b = await _tcp_pair(loop)
+        with a, b:
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+
+            async def reader():
+                got = bytearray()
+                buf = bytearray(256 * 1024)
+                while True:
+                    n = await loop.sock_recv_into(b, buf)
+                    if not n:
+                        return bytes(got)
+                    got += buf[:n]
+
+            task = asyncio.ensure_future(reader())
+            await loop.sock_sendall(a, memoryview(data))
+            assert await loop.sock_sendall(a, b"") is None
+            a.shutdown(socket.SHUT_WR)
+            return await task
+
+    assert loop.run_until_complete(main()) == data
+
+
+def test_sock_connect_and_accept(loop):
+    async def main():
+        listener = socket.socket()
+        listener.bind((LOCALHOST, 0))
+        listener.listen(5)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        results = []
+        with listener:
+            accept = asyncio.ensure_future(loop.sock_accept(listener))
+            await asyncio.sleep(0)
+            results.append(accept.done())
+            client = socket.socket()
+            client.setblocking(False)
+            with client:
+                # A host name is resolved first (AF_INET sockets).
+                results.append(await loop.sock_connect(client, ("localhost", port)))
+                conn, addr = await accept
+                with conn:
+                    results.append(addr == client.getsockname())
+                    results.append(conn.gettimeout())
+                    await loop.sock_sendall(client, b"hi")
+                    results.append(await loop.sock_recv(conn, 10))
+        refused = socket.socket()
+        refused.setblocking(False)
+        with refused:
+            with pytest.raises(OSError) as ei:
+                await loop.sock_connect(refused, (LOCALHOST, free_port()))
+        results.append((type(ei.value), ei.value.errno))
+        return results
+
+    assert loop.run_until_complete(main()) == [
+        False, None, True, 0.0, b"hi", (ConnectionRefusedError, errno.ECONNREFUSED)]
+
+
+def test_sock_unix_connect_and_accept(loop):
+    path = os.path.join(tempfile.mkdtemp(prefix="uvl"), "s")
+
+    async def main():
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(path)
+        listener.listen(1)
+        listener.setblocking(False)
+        with listener:
+            accept = asyncio.ensure_future(loop.sock_accept(listener))
+            client = socket.socket(socket.AF_UNIX)
+            client.setblocking(False)
+            with client:
+                await loop.sock_connect(client, path)
+                conn, addr = await accept
+                with conn:
+                    await loop.sock_sendall(conn, b"unix")
+                    return addr, await loop.sock_recv(client, 10)
+
+    try:
+        assert loop.run_until_complete(main()) == ("", b"unix")
+    finally:
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+
+
+def test_cancelled_sock_recv_removes_its_watcher(loop):
+    async def main():
+        a, b = _pair()
+        with a, b:
+            task = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The fd is free: no reader left, a new one works.
+            removed = loop.remove_reader(a)
+            got = loop.create_future()
+            loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(100)))
+            b.send(b"after cancel")
+            data = await got
+            removed_again = loop.remove_reader(a)
+            # A cancelled sock_accept and sock_sendall leave nothing behind either.
+            listener = socket.socket()
+            listener.bind((LOCALHOST, 0))
+            listener.listen(1)
+            listener.setblocking(False)
+            with listener:
+                acc = asyncio.ensure_future(loop.sock_accept(listener))
+                await asyncio.sleep(0)
+                acc.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await acc
+                free_after_accept = loop.remove_reader(listener)
+            send = asyncio.ensure_future(loop.sock_sendall(a, b"x" * (64 * MIB)))
+            await asyncio.sleep(0)
+            send.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await send
+            free_after_send = loop.remove_writer(a)
+            return removed, data, removed_again, free_after_accept, free_after_send
+
+    assert loop.run_until_complete(main()) == (False, b"after cancel", True, False, False)
+
+
+def test_cancelled_sock_recv_leaves_no_poll_handle(uv_loop):
+    def polls():
+        return uv_loop._uv_handle_stats().get("UVPoll", (0, 0))
+
+    async def main():
+        a, b = _pair()
+        with a, b:
+            before = polls()
+            task = asyncio.ensure_future(uv_loop.sock_recv(a, 100))
+            await asyncio.sleep(0)
+            assert a.fileno() in uv_loop._polls
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0)      # let libuv run the close callback
+            after = polls()
+            return dict(uv_loop._polls), after[0] - before[0], after[1] - before[1]
+
+    # One uv_poll_t was opened for the wait, and closed by the cancellation.
+    assert uv_loop.run_until_complete(main()) == ({}, 1, 1)
+
+
+def test_debug_mode_rejects_blocking_sockets(loop):
+    async def main():
+        loop.set_debug(True)
+        sock = socket.socket()
+        messages = []
+        with sock:
+            sock.settimeout(None)
+            calls = [
+                lambda: loop.sock_recv(sock, 1),
+                lambda: loop.sock_recv_into(sock, bytearray(1)),
+                lambda: loop.sock_sendall(sock, b"x"),
+                lambda: loop.sock_connect(sock, (LOCALHOST, 9)),
+                lambda: loop.sock_accept(sock),
+                lambda: loop.sock_sendfile(sock, open(os.devnull, "rb")),
+            ]
+            if HAS_RECVFROM:
+                calls += [
+                    lambda: loop.sock_recvfrom(sock, 1),
+                    lambda: loop.sock_recvfrom_into(sock, bytearray(1)),
+                    lambda: loop.sock_sendto(sock, b"x", (LOCALHOST, 9)),
+                ]
+            for call in calls:
+                with pytest.raises(ValueError) as ei:
+                    await call()
+                messages.append(str(ei.value))
+        loop.set_debug(False)
+        return messages
+
+    messages = loop.run_until_complete(main())
+    assert messages == ["the socket must be non-blocking"] * (9 if HAS_RECVFROM else 6)
+
+
+def test_ssl_socket_is_rejected(loop):
+    async def main():
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        sock = ctx.wrap_socket(socket.socket(), server_hostname="x",
+                               do_handshake_on_connect=False)
+        messages = []
+        with sock:
+            sock.setblocking(False)
+            calls = [
+                lambda: loop.sock_recv(sock, 1),
+                lambda: loop.sock_recv_into(sock, bytearray(1)),
+                lambda: loop.sock_sendall(sock, b"x"),
+                lambda: loop.sock_connect(sock, (LOCALHOST, 9)),
+                lambda: loop.sock_accept(sock),
+                lambda: loop.sock_sendfile(sock, open(os.devnull, "rb")),
+            ]
+            if HAS_RECVFROM:
+                calls += [
+                    lambda: loop.sock_recvfrom(sock, 1),
+                    lambda: loop.sock_recvfrom_into(sock, bytearray(1)),
+                    lambda: loop.sock_sendto(sock, b"x", (LOCALHOST, 9)),
+                ]
+            for call in calls:
+                with pytest.raises(TypeError) as ei:
+                    await call()
+                messages.append(str(ei.value))
+        return messages
+
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)   # the devnull files
+        messages = loop.run_until_complete(main())
+    assert messages == ["Socket cannot be of type SSLSocket"] * (9 if HAS_RECVFROM else 6)
+
+
+def test_sock_methods_on_closed_socket(loop):
+    async def main():
+        sock = socket.socket()
+        sock.close()
+        errors = []
+        for call in (lambda: loop.sock_recv(sock, 1),
+                     lambda: loop.sock_sendall(sock, b"x"),
+                     lambda: loop.sock_accept(sock)):
+            with pytest.raises(OSError) as ei:
+                await call()
+            errors.append(ei.value.errno)
+        return errors
+
+    assert loop.run_until_complete(main()) == [errno.EBADF] * 3
+
+
+def test_sock_recv_on_peer_reset(loop):
+    async def main():
+        a, b = await _tcp_pair(loop)
+        with a:
+            pending = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            b.close()
+            with pytest.raises(OSError) as ei:
+                await pending
+            return type(ei.value)
+
+    assert loop.run_until_complete(main()) is ConnectionResetError
