@@ -9,6 +9,7 @@ fast path: socket.getaddrinfo() itself, at once, since it cannot block then.
 
 from __future__ import annotations
 
+import operator
 import socket
 import time
 from asyncio.log import logger
@@ -137,7 +138,9 @@ class DnsMixin:
         """Resolve ``host``/``port`` as socket.getaddrinfo() does, without
         blocking the loop."""
         t0 = self.time() if self._debug else 0.0
-        if _is_numeric_host(host) and _is_numeric_port(port):
+        if (_is_numeric_host(host) and _is_numeric_port(port)) or host in ("", b""):
+            # (An empty name fails in libc at once; libuv's IDNA step would
+            # report EINVAL instead of libc's EAI_NONAME.)
             result = socket.getaddrinfo(host, port, family, type, proto, flags)
         else:
             result = await self._uv_getaddrinfo(host, port, family, type, proto, flags)
@@ -189,7 +192,11 @@ class DnsMixin:
         blocking the loop."""
         if not isinstance(sockaddr, tuple):
             raise TypeError("getnameinfo() argument 1 must be a tuple")
-        # Python's own checks and numeric parsing (no lookup: AI_NUMERICHOST).
+        flags = operator.index(flags)
+        # Python's own argument checks, with their exact errors: a numeric-only
+        # getnameinfo() does no lookup.
+        socket.getnameinfo(sockaddr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+        # Numeric parsing (no lookup: AI_NUMERICHOST).
         host, port = sockaddr[0], sockaddr[1]
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
         if len(infos) > 1:

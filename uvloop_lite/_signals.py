@@ -12,13 +12,22 @@ import warnings
 from asyncio import coroutines, events
 from typing import Any
 
-from ._handles.signal import UVSignal
+from ._handles.signal import UVSignal, watched
 
 __all__ = ["SignalsMixin"]
 
 
 def _noop(signum: int, frame: Any) -> None:
     """Python-level placeholder: libuv's C handler does the work."""
+
+
+def _libuv_needs(sig: int) -> bool:
+    """Whether libuv's own C handler must stay installed for ``sig``: another
+    watcher (of any loop) has it, or it is SIGCHLD, which libuv watches itself
+    while a child started by uv_spawn runs.  Calling signal.signal() then would
+    replace that handler for good (libuv installs it for the first watcher
+    only) and, for SIGCHLD, lose the exit of every running child."""
+    return sig == getattr(signal, "SIGCHLD", None) or watched(sig)
 
 
 class SignalsMixin:
@@ -44,16 +53,17 @@ class SignalsMixin:
         self._check_closed()
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("set_wakeup_fd only works in main thread of the main interpreter")
-        try:
-            # Validates the number as asyncio does (SIGKILL -> EINVAL) and
-            # keeps Python's view of the disposition honest.
-            signal.signal(sig, _noop)
-            signal.siginterrupt(sig, False)
-        except OSError as exc:
-            self._restore_python_handler(sig)
-            if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig} cannot be caught")
-            raise
+        if not _libuv_needs(sig):
+            try:
+                # Validates the number as asyncio does (SIGKILL -> EINVAL) and
+                # keeps Python's view of the disposition honest.
+                signal.signal(sig, _noop)
+                signal.siginterrupt(sig, False)
+            except OSError as exc:
+                self._restore_python_handler(sig)
+                if exc.errno == errno.EINVAL:
+                    raise RuntimeError(f"sig {sig:d} cannot be caught")
+                raise
         handle = events.Handle(callback, args, self, None)
         old = self._signal_handlers.pop(sig, None)
         if old is not None:
@@ -77,7 +87,8 @@ class SignalsMixin:
         if entry is None:
             return False
         entry[1].close()
-        self._restore_python_handler(sig)
+        if not _libuv_needs(sig):
+            self._restore_python_handler(sig)
         return True
 
     def _restore_python_handler(self, sig: int) -> None:
@@ -86,7 +97,7 @@ class SignalsMixin:
             signal.signal(sig, handler)
         except OSError as exc:
             if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig} cannot be caught")
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
             raise
 
     def _close_signals(self) -> None:

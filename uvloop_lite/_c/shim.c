@@ -7,7 +7,7 @@ typedef struct { char* base; size_t len; } uvl_read_buffer_t;
 
 /* The extern "Python" callbacks, which cffi defines as static functions. */
 static void uvl_on_alloc(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
-static void uvl_on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+static void uvl_on_stream_read(void* transport, ssize_t nread);
 static void uvl_on_write(uv_write_t* req, int status);
 static void uvl_on_shutdown(uv_shutdown_t* req, int status);
 static void uvl_on_connection(uv_stream_t* server, int status);
@@ -76,12 +76,22 @@ static void uvl__alloc_loop_buffer(uv_handle_t* handle, size_t suggested, uv_buf
     buf->len = rb->len;
 }
 
+/* The read callback of both: Python only needs the transport (the stream's
+ * data) and nread, as the bytes are in the loop's buffer or in the one the
+ * transport handed out in uvl_on_alloc.  Passing no pointers to Python saves
+ * the cdata objects and attribute reads of a uv_read_cb per read. */
+static void uvl__read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    (void)buf;
+    if (stream->data != NULL)
+        uvl_on_stream_read(stream->data, nread);
+}
+
 int uvl_read_start(uv_stream_t* stream) {
-    return uv_read_start(stream, uvl__alloc_loop_buffer, uvl_on_read);
+    return uv_read_start(stream, uvl__alloc_loop_buffer, uvl__read_cb);
 }
 
 int uvl_read_start_buffered(uv_stream_t* stream) {
-    return uv_read_start(stream, uvl_on_alloc, uvl_on_read);
+    return uv_read_start(stream, uvl_on_alloc, uvl__read_cb);
 }
 
 static uv_buf_t uvl__buf(const char* data, size_t len) {

@@ -44,7 +44,8 @@ extern "Python" {
     void uvl_on_close(uv_handle_t* handle);
     void uvl_on_poll(uv_poll_t* handle, int status, int events);
     void uvl_on_alloc(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
-    void uvl_on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+    /* Not a uv_read_cb: called by shim.c's read callback with stream->data. */
+    void uvl_on_stream_read(void* transport, ssize_t nread);
     void uvl_on_write(uv_write_t* req, int status);
     void uvl_on_shutdown(uv_shutdown_t* req, int status);
     void uvl_on_connection(uv_stream_t* server, int status);

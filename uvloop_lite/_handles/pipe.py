@@ -129,8 +129,15 @@ class WritePipeTransport(_PipeTransport):
 
     def _on_peer_event(self, poll: UVPoll, events: int, status: int) -> None:
         # Nothing is ever read from a write pipe: readiness means the reader
-        # closed its end (EPOLLERR/EPOLLHUP).
-        self._force_close(BrokenPipeError() if self._pending else None)
+        # closed its end (EPOLLERR/EPOLLHUP).  Handled from the ready queue,
+        # after the callbacks already there, as asyncio's loop would: a write
+        # queued before the event still fails with BrokenPipeError.
+        poll.start(0)
+        self._loop.call_soon(self._peer_closed)
+
+    def _peer_closed(self) -> None:
+        if not self._conn_lost:
+            self._force_close(BrokenPipeError() if self._pending else None)
 
     def is_reading(self) -> bool:
         return False

@@ -9,9 +9,11 @@ pipe_connection_lost() and connection_lost(), wait() -- is asyncio's own
 behaves as on the running Python version.
 
 Popen options that uv_spawn cannot express (``preexec_fn``, ``process_group``,
-``extra_groups``, ``umask``, ``user``/``group``) start the child with
-``subprocess.Popen`` instead and watch its exit through a pidfd on a
-``uv_poll_t`` (Linux); elsewhere they are refused with ValueError.
+``extra_groups``, ``umask``, ``user``/``group``, ``restore_signals=False``, and
+signals ignored in this process, which a Popen child keeps ignored while
+libuv's resets them) start the child with ``subprocess.Popen`` instead and
+watch its exit through a pidfd on a ``uv_poll_t`` (Linux); elsewhere the
+options are refused with ValueError (and ignored signals are not kept).
 """
 
 from __future__ import annotations
@@ -41,6 +43,22 @@ _SPAWN_OK = {"executable", "cwd", "env", "pass_fds", "start_new_session",
 _UNUSED = {"preexec_fn": None, "process_group": None, "extra_groups": None,
            "umask": -1, "user": None, "group": None, "creationflags": 0,
            "startupinfo": None}
+
+
+# libuv's child resets signals 1 to 31 to SIG_DFL before exec.  exec itself
+# keeps ignored signals ignored, and Popen resets only these (restore_signals).
+_RESET_BY_LIBUV = [s for s in signal.valid_signals()
+                   if 0 < s < 32 and s not in (signal.SIGKILL, signal.SIGSTOP)]
+_RESTORED_BY_POPEN = {getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ")
+                      if hasattr(signal, name)}
+
+
+def _keeps_ignored(restore_signals: bool) -> bool:
+    """Whether a Popen child would start with a signal ignored (SIG_IGN here,
+    as with nohup), which uv_spawn's child would not."""
+    restored = _RESTORED_BY_POPEN if restore_signals else ()
+    getsignal, ign = signal.getsignal, signal.SIG_IGN
+    return any(getsignal(s) == ign for s in _RESET_BY_LIBUV if s not in restored)
 
 
 class UVProcess(UVHandle):
@@ -145,9 +163,42 @@ def _reap(pid: int) -> None:
 def _spawn_error(rc: int, program: bytes, cwd: bytes | None) -> OSError:
     exc = uv_error(rc)
     if isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError)):
-        # As subprocess.Popen does: name the program in the error.
-        return type(exc)(exc.errno, exc.strerror, os.fsdecode(program))
+        # As subprocess.Popen does: name what failed, the working directory
+        # (libuv does not say whether chdir or exec failed) or the program.
+        name = program
+        if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
+            name = cwd
+        return type(exc)(exc.errno, exc.strerror, os.fsdecode(name))
     return exc
+
+
+def _no_nul(value: bytes) -> bytes:
+    # C strings: Popen refuses what would be cut short at a NUL.
+    if b"\0" in value:
+        raise ValueError("embedded null byte")
+    return value
+
+
+def _hide_inherited_fds(keep: Any) -> list[int]:
+    """close_fds=True, which uv_spawn has no option for: make the inheritable
+    fds (from 3, not in ``keep``) non-inheritable for the spawn, as the child
+    of Popen would close them.  Returns them, to be made inheritable again."""
+    try:
+        names = os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd")
+    except OSError:
+        return []
+    hidden = []
+    for name in names:
+        fd = int(name)
+        if fd < 3 or fd in keep:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                os.set_inheritable(fd, False)
+                hidden.append(fd)
+        except OSError:   # the directory's own fd, closed since
+            pass
+    return hidden
 
 
 @ffi.def_extern(onerror=callback_error)
@@ -223,6 +274,9 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                bufsize: int, **kwargs: Any) -> None:
         popen_only = {k: v for k, v in kwargs.items()
                       if k not in _SPAWN_OK and (k not in _UNUSED or v != _UNUSED[k])}
+        if not popen_only and hasattr(os, "pidfd_open") \
+                and _keeps_ignored(kwargs.get("restore_signals", True)):
+            popen_only = {"ignored signals": True}
         if popen_only:
             self._start_popen(args, shell, stdin, stdout, stderr, popen_only, kwargs)
         else:
@@ -233,17 +287,22 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     def _start_spawn(self, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any,
                      kwargs: dict) -> None:
         if shell:
-            argv = [b"/bin/sh", b"-c", os.fsencode(args)]
+            argv = [b"/bin/sh", b"-c", _no_nul(os.fsencode(args))]
         else:
-            argv = [os.fsencode(a) for a in args]
+            argv = [_no_nul(os.fsencode(a)) for a in args]
         executable = kwargs.get("executable")
-        executable = os.fsencode(executable) if executable is not None else None
+        executable = _no_nul(os.fsencode(executable)) if executable is not None else None
         cwd = kwargs.get("cwd")
-        cwd = os.fsencode(cwd) if cwd is not None else None
+        cwd = _no_nul(os.fsencode(cwd)) if cwd is not None else None
         env = kwargs.get("env")
         envlist = None
         if env is not None:
-            envlist = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+            envlist = []
+            for k, v in env.items():
+                k = os.fsencode(k)
+                if b"=" in k:
+                    raise ValueError("illegal environment variable name")
+                envlist.append(_no_nul(k + b"=" + os.fsencode(v)))
         to_close: list[int] = []
         parent: list[Any] = [None, None, None]
         try:
@@ -279,8 +338,16 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                 while len(stdio) <= fd:
                     stdio.append(-1)
                 stdio[fd] = fd
-            self._uvproc = UVProcess(self._loop, argv, executable, cwd, envlist, stdio,
-                                     bool(kwargs.get("start_new_session")), self._child_exited)
+            hidden = []
+            if kwargs.get("close_fds", True):
+                hidden = _hide_inherited_fds(set(kwargs.get("pass_fds") or ()))
+            try:
+                self._uvproc = UVProcess(self._loop, argv, executable, cwd, envlist, stdio,
+                                         bool(kwargs.get("start_new_session")),
+                                         self._child_exited)
+            finally:
+                for fd in hidden:
+                    os.set_inheritable(fd, True)
         except BaseException:
             for f in parent:
                 if f is not None:
@@ -330,4 +397,5 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         if uvproc is not None:
             uvproc.orphan()
         elif getattr(self, "_popen", None) is not None and self._returncode is None:
-            threading.Thread(target=self._popen.wait, daemon=True).start()
+            threading.Thread(target=self._popen.wait, daemon=True,
+                             name=f"uvloop_lite-reap-{self._popen.pid}").start()

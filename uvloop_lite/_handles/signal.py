@@ -17,7 +17,18 @@ from .base import OPEN, UVHandle, callback_error
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["UVSignal"]
+__all__ = ["UVSignal", "watched"]
+
+# Started watchers per signal number, over every loop of the process: libuv
+# installs its C handler when the first starts and resets the signal to SIG_DFL
+# when the last stops.  Replacing the disposition (signal.signal()) while one
+# runs would silence them all, since libuv would not install its handler again.
+_watching: dict[int, int] = {}
+
+
+def watched(signum: int) -> bool:
+    """Whether some UVSignal (of any loop) watches ``signum``."""
+    return _watching.get(signum, 0) > 0
 
 
 class UVSignal(UVHandle):
@@ -29,12 +40,22 @@ class UVSignal(UVHandle):
         super().__init__(loop)
         self._callback = callback
         self._init_done(lib.uv_signal_init(loop._uv, self._ptr))
+        self._signum: int | None = None
         rc = lib.uv_signal_start(self._ptr, lib.uvl_on_signal, signum)
         if rc < 0:
             self.close()
             raise uv_error(rc)
+        self._signum = signum
+        _watching[signum] = _watching.get(signum, 0) + 1
         # Like asyncio's signal handlers, it does not keep the loop alive.
         self.unref()
+
+    def close(self) -> None:
+        # uv_close() stops the watcher at once.
+        if self._state == OPEN and self._signum is not None:
+            _watching[self._signum] -= 1
+            self._signum = None
+        super().close()
 
 
 @ffi.def_extern(onerror=callback_error)

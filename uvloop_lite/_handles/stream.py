@@ -666,7 +666,8 @@ class UVStreamServer(UVHandle):
         transport._start(None)
         if waiter is not None:
             waiter.add_done_callback(
-                lambda fut, tr=transport, pr=app_protocol: _ssl_accept_done(loop, fut, tr))
+                lambda fut, tr=transport, pr=app_protocol, app=protocol._app_transport:
+                _ssl_accept_done(loop, fut, tr, pr, app))
 
     def _reject(self) -> None:
         # Accept and drop the connection the factory could not serve.
@@ -676,13 +677,20 @@ class UVStreamServer(UVHandle):
         UVHandle.close(tmp)
 
 
-def _ssl_accept_done(loop: Loop, fut: futures.Future, transport: UVStreamTransport) -> None:
+def _ssl_accept_done(loop: Loop, fut: futures.Future, transport: UVStreamTransport,
+                     app_protocol: Any = None, app_transport: Any = None) -> None:
     if fut.cancelled():
         return
     exc = fut.exception()
     if exc is not None:
-        if loop.get_debug():
-            logger.debug("%r: TLS handshake failed: %r", transport, exc)
+        if loop.get_debug():   # as asyncio: reported in debug mode only
+            context = {"message": "Error on transport creation for incoming connection",
+                       "exception": exc}
+            if app_protocol is not None:
+                context["protocol"] = app_protocol
+            if app_transport is not None:
+                context["transport"] = app_transport
+            loop.call_exception_handler(context)
         transport.close()
 
 

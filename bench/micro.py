@@ -1,0 +1,307 @@
+"""Micro-benchmarks of the event loop core, on asyncio's loop, uvloop (when it
+is importable) and uvloop_lite side by side, in one run.
+
+    python bench/micro.py                 # all benchmarks, best of 3
+    python bench/micro.py --quick         # a fraction of the work, one round
+    python bench/micro.py --only timers,tasks --repeat 5
+
+Every benchmark is an ordinary asyncio coroutine run with
+``loop.run_until_complete`` on a fresh loop of each kind; the figure is
+operations per second (best of ``--repeat`` rounds), and the ratio is against
+asyncio's own loop (above 1.00x = faster).  The benchmarks check their own
+results, so a loop that drops callbacks fails instead of looking fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import queue
+import sys
+import threading
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+
+
+
+def _use_checkout() -> None:
+    """`python bench/micro.py` in a source checkout: import the checkout's
+    uvloop_lite if it has an extension built for this interpreter (else the
+    installed one, if any)."""
+    import importlib.machinery
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    built = any(os.path.exists(os.path.join(root, "uvloop_lite", "_uv" + suffix))
+                for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    if built and root not in sys.path:
+        sys.path.insert(0, root)
+
+
+if __name__ == "__main__":
+    _use_checkout()
+
+import uvloop_lite  # noqa: E402
+
+Bench = Callable[[int], Awaitable[int]]
+
+
+# -- the workloads -----------------------------------------------------------------
+# Each takes a size n and returns the number of operations it performed.
+
+async def call_soon_batch(n: int) -> int:
+    """n callbacks queued at once with call_soon, run in one iteration."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    left = n
+
+    def callback() -> None:
+        nonlocal left
+        left -= 1
+        if not left:
+            done.set_result(None)
+
+    for _ in range(n):
+        loop.call_soon(callback)
+    await done
+    return n
+
+
+async def call_soon_chain(n: int) -> int:
+    """n callbacks, each scheduling the next: one loop iteration (one poll
+    for I/O with a zero timeout) per callback."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def callback(left: int) -> None:
+        if left:
+            loop.call_soon(callback, left - 1)
+        else:
+            done.set_result(None)
+
+    loop.call_soon(callback, n - 1)
+    await done
+    return n
+
+
+async def call_later_timers(n: int) -> int:
+    """n timers over the next ~2 ms, every fourth one cancelled."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    expected = n - len(range(0, n, 4))
+    fired = 0
+
+    def callback() -> None:
+        nonlocal fired
+        fired += 1
+        if fired == expected:
+            done.set_result(None)
+
+    def cancelled() -> None:
+        if not done.done():
+            done.set_exception(AssertionError("a cancelled timer fired"))
+
+    handles = [loop.call_later((i % 200) * 1e-5, cancelled if i % 4 == 0 else callback)
+               for i in range(n)]
+    for handle in handles[::4]:
+        handle.cancel()
+    await done
+    return n
+
+
+async def threadsafe_ping_pong(n: int) -> int:
+    """A thread and the loop take turns: the thread wakes the loop with
+    call_soon_threadsafe and waits for the loop's answer, n round trips."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    answers: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+
+    def worker() -> None:
+        for i in range(n):
+            loop.call_soon_threadsafe(answers.put, i)
+            if answers.get() != i:
+                loop.call_soon_threadsafe(done.set_exception,
+                                          AssertionError("answers out of order"))
+                return
+        loop.call_soon_threadsafe(done.set_result, None)
+
+    thread = threading.Thread(target=worker, name="ping-pong")
+    thread.start()
+    try:
+        await done
+    finally:
+        thread.join()
+    return n
+
+
+async def gather_tasks(n: int) -> int:
+    """n tasks, each yielding to the loop three times, gathered."""
+
+    async def job(i: int) -> int:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return i
+
+    results = await asyncio.gather(*(job(i) for i in range(n)))
+    if sum(results) != n * (n - 1) // 2:
+        raise AssertionError("gather lost results")
+    return n
+
+
+async def queue_producer_consumer(n: int) -> int:
+    """4 producers and 4 consumers pass n items through a bounded Queue."""
+    q: "asyncio.Queue[Optional[int]]" = asyncio.Queue(maxsize=64)
+    producers, consumers = 4, 4
+    per_producer = n // producers
+    total = 0
+
+    async def produce(base: int) -> None:
+        for i in range(per_producer):
+            await q.put(base + i)
+
+    async def consume() -> None:
+        nonlocal total
+        while True:
+            item = await q.get()
+            if item is None:
+                return
+            total += 1
+
+    tasks = [asyncio.ensure_future(consume()) for _ in range(consumers)]
+    await asyncio.gather(*(produce(p * per_producer) for p in range(producers)))
+    for _ in range(consumers):
+        await q.put(None)
+    await asyncio.gather(*tasks)
+    if total != producers * per_producer:
+        raise AssertionError(f"{total} items consumed")
+    return total
+
+
+# name -> (workload, default size)
+BENCHMARKS: Dict[str, Tuple[Bench, int]] = {
+    "call_soon": (call_soon_batch, 200_000),
+    "call_soon_chain": (call_soon_chain, 100_000),
+    "timers": (call_later_timers, 50_000),
+    "threadsafe": (threadsafe_ping_pong, 10_000),
+    "tasks": (gather_tasks, 20_000),
+    "queue": (queue_producer_consumer, 50_000),
+}
+
+
+# -- the loops -----------------------------------------------------------------------
+
+def loop_factories() -> Dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """asyncio's selector loop, uvloop if installed, and uvloop_lite."""
+    factories: Dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.SelectorEventLoop,
+    }
+    try:
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        factories["uvloop"] = uvloop.new_event_loop
+    factories["uvloop_lite"] = uvloop_lite.new_event_loop
+    return factories
+
+
+def run_once(factory: Callable[[], asyncio.AbstractEventLoop], bench: Bench,
+             n: int) -> float:
+    """Run one round on a fresh loop; return operations per second."""
+    loop = factory()
+    asyncio.set_event_loop(loop)
+    try:
+        gc.collect()
+        start = time.perf_counter()
+        ops = loop.run_until_complete(bench(n))
+        elapsed = time.perf_counter() - start
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return ops / elapsed
+
+
+def measure(names: List[str], kinds: Dict[str, Callable[[], Any]], scale: float,
+            repeat: int) -> Dict[str, Dict[str, float]]:
+    """{benchmark: {loop kind: best ops/s}}; the kinds alternate within each
+    round so that a noisy moment does not favour one of them."""
+    results: Dict[str, Dict[str, float]] = {}
+    for name in names:
+        bench, size = BENCHMARKS[name]
+        n = max(8, int(size * scale))
+        best: Dict[str, float] = {kind: 0.0 for kind in kinds}
+        for _ in range(repeat):
+            for kind, factory in kinds.items():
+                best[kind] = max(best[kind], run_once(factory, bench, n))
+        results[name] = best
+        print(_row(name, best, list(kinds)), flush=True)
+    return results
+
+
+# -- output --------------------------------------------------------------------------
+
+_NAME_W, _COL_W = 16, 22
+
+
+def _header(kinds: List[str]) -> str:
+    return "benchmark".ljust(_NAME_W) + "".join(k.rjust(_COL_W) for k in kinds)
+
+
+def _row(name: str, best: Dict[str, float], kinds: List[str]) -> str:
+    base = best.get("asyncio") or 0.0
+    cells = []
+    for kind in kinds:
+        cell = f"{best[kind]:,.0f}/s"
+        if kind != "asyncio" and base:
+            cell += f" ({best[kind] / base:.2f}x)"
+        cells.append(cell.rjust(_COL_W))
+    return name.ljust(_NAME_W) + "".join(cells)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="",
+                        help="comma-separated benchmarks: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds per loop; the best is reported (default 3)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every benchmark's size (default 1.0)")
+    parser.add_argument("--quick", action="store_true",
+                        help="same as --scale 0.1 --repeat 1")
+    parser.add_argument("--no-uvloop", action="store_true",
+                        help="leave uvloop out even if it is installed")
+    args = parser.parse_args(argv)
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(BENCHMARKS)}")
+    scale, repeat = (0.1, 1) if args.quick else (args.scale, args.repeat)
+    if repeat < 1 or scale <= 0:
+        parser.error("--repeat must be >= 1 and --scale > 0")
+
+    kinds = loop_factories()
+    if args.no_uvloop:
+        kinds.pop("uvloop", None)
+    versions = [f"{platform.python_implementation()} {platform.python_version()}",
+                f"uvloop_lite {uvloop_lite.__version__} on libuv "
+                f"{uvloop_lite.libuv_version()}"]
+    if "uvloop" in kinds:
+        import uvloop
+        versions.append(f"uvloop {uvloop.__version__}")
+    else:
+        versions.append("uvloop not installed" if not args.no_uvloop
+                        else "uvloop left out")
+    print(f"event loop micro-benchmarks: {'; '.join(versions)}")
+    print(f"operations per second, best of {repeat}; (x) = ratio to asyncio, "
+          "higher is faster\n")
+    print(_header(list(kinds)))
+    measure(names, kinds, scale, repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

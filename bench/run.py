@@ -1,0 +1,337 @@
+"""Server benchmarks: asyncio's loop, uvloop (when it is importable) and
+uvloop_lite serving the same workloads, side by side, in one run.
+
+    python bench/run.py                  # every workload, about 4 minutes
+    python bench/run.py --quick          # shorter measurements, about 1.5 minutes
+    python bench/run.py --json           # machine-readable results on stdout
+    python bench/run.py --modes proto,streams --sizes 1024 --loops asyncio,uvloop_lite
+
+Workloads (bench/servers.py), each with 1 KiB, 10 KiB and 100 KiB messages
+(for ``http``: response bodies):
+
+``proto``    echo server on an ``asyncio.Protocol``
+``streams``  echo server on ``asyncio.start_server`` (read / write / drain)
+``sock``     echo server on ``sock_accept`` / ``sock_recv`` / ``sock_sendall``
+``http``     HTTP/1.1 keep-alive server (minimal parsing, fixed body)
+
+Every server runs in its own process pinned to one CPU; the load client
+(bench/client.py: N keep-alive connections, one request in flight on each,
+driven by an epoll loop in C, or in Python if the C one cannot be built)
+runs in another process pinned to another CPU, only on 127.0.0.1.  For one
+workload the servers of all loops are started together and measured in
+turn, in a rotating order, so a drift of the machine hits them alike.
+
+Two tables come out: requests per second (the best of ``--repeat``
+measurements), and the server's CPU time per request (user + system, from
+/proc), which other load on the machine disturbs much less than the rate.
+Ratios compare uvloop_lite with asyncio and with uvloop; above 1.00x means
+uvloop_lite is faster (more requests per second, less CPU per request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MODES = ("proto", "streams", "sock", "http")
+SIZES = (1024, 10 * 1024, 100 * 1024)
+ALL_LOOPS = ("asyncio", "uvloop", "uvloop_lite")
+
+
+def _env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("PYTHONASYNCIODEBUG", None)
+    env.pop("PYTHONDEVMODE", None)
+    return env
+
+
+def available_loops(wanted: List[str]) -> List[str]:
+    loops = []
+    for name in wanted:
+        if name == "uvloop":
+            try:
+                import uvloop  # noqa: F401
+            except ImportError:
+                continue
+        loops.append(name)
+    return loops
+
+
+def cpus() -> List[Optional[int]]:
+    """[server CPU, client CPU], or Nones if the process cannot pin."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:   # pragma: no cover - not Linux
+        return [None, None]
+    if len(allowed) < 2:
+        return [None, None]
+    return [allowed[0], allowed[1]]
+
+
+class Server:
+    def __init__(self, loop: str, mode: str, cpu: Optional[int]) -> None:
+        cmd = [sys.executable, os.path.join(HERE, "servers.py"), "--loop", loop, "--mode", mode]
+        if cpu is not None:
+            cmd += ["--cpu", str(cpu)]
+        self.loop = loop
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=_env(), cwd=ROOT)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("READY "):
+            self.stop()
+            raise RuntimeError(f"{loop} {mode} server did not start (exit {self.proc.returncode})")
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:   # pragma: no cover
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+def measure(server: Server, mode: str, size: int, args: argparse.Namespace,
+            cpu: Optional[int]) -> Dict[str, Any]:
+    cmd = [sys.executable, os.path.join(HERE, "client.py"), "--port", str(server.port),
+           "--mode", mode, "--size", str(size), "--conns", str(args.conns),
+           "--duration", str(args.duration), "--warmup", str(args.warmup),
+           "--server-pid", str(server.proc.pid), "--engine", args.client]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, env=_env(), cwd=ROOT, check=True,
+                         timeout=args.warmup + args.duration + 60).stdout
+    return json.loads(out)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fp:
+            for line in fp:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions(loops: List[str]) -> Dict[str, str]:
+    v = {"python": f"{platform.python_implementation()} {platform.python_version()}"}
+    if "uvloop" in loops:
+        import uvloop
+        v["uvloop"] = uvloop.__version__
+    if "uvloop_lite" in loops:
+        if ROOT not in sys.path:
+            sys.path.insert(0, ROOT)
+        import uvloop_lite
+        v["uvloop_lite"] = f"{uvloop_lite.__version__} (libuv {uvloop_lite.libuv_version()})"
+    return v
+
+
+def _result(res: Dict[str, Any]) -> Dict[str, Any]:
+    cpu = res["server_cpu"]
+    slices = sorted(res["slice_rps"]) or [res["rps"]]
+    return {
+        "rps": round(res["rps"], 1),
+        "requests": res["requests"],
+        "seconds": round(res["seconds"], 3),
+        "rps_median_slice": round(slices[len(slices) // 2], 1),
+        "rps_best_slice": round(slices[-1], 1),
+        "server_cpu": None if cpu is None else round(cpu, 3),
+        "server_sys": None if res["server_sys"] is None else round(res["server_sys"], 3),
+        "client_cpu": round(res["client_cpu"], 3),
+        "cpu_us_per_req": None if not cpu else round(cpu * 1e6 / res["rps"], 2),
+        "client": res["engine"],
+    }
+
+
+def run(args: argparse.Namespace, loops: List[str], log: Callable[[str], None]
+        ) -> List[Dict[str, Any]]:
+    srv_cpu, cli_cpu = cpus()
+    rows = []
+    for mode in args.modes:
+        servers = {loop: Server(loop, mode, srv_cpu) for loop in loops}
+        try:
+            for size in args.sizes:
+                runs: Dict[str, List[Dict[str, Any]]] = {loop: [] for loop in loops}
+                for r in range(args.repeat):
+                    # Rotate the order between rounds: nobody always goes first.
+                    order = loops[r % len(loops):] + loops[:r % len(loops)]
+                    for loop in order:
+                        runs[loop].append(measure(servers[loop], mode, size, args, cli_cpu))
+                row: Dict[str, Any] = {"mode": mode, "size": size, "results": {}}
+                for loop in loops:
+                    best = _result(max(runs[loop], key=lambda res: res["rps"]))
+                    # CPU per request: the least over the rounds (the one least
+                    # disturbed by other processes' cache and interrupt load).
+                    cpus_per_req = [_result(res)["cpu_us_per_req"] for res in runs[loop]]
+                    if None not in cpus_per_req:
+                        best["cpu_us_per_req"] = min(cpus_per_req)
+                    best["rounds"] = [_result(res) for res in runs[loop]]
+                    row["results"][loop] = best
+                rows.append(row)
+                log(format_row(row, loops, "rps"))
+        finally:
+            for server in servers.values():
+                server.stop()
+    return rows
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
+
+
+def _ratio_names(loops: List[str]) -> List[str]:
+    if "uvloop_lite" not in loops:
+        return []
+    return [other for other in ("asyncio", "uvloop") if other in loops]
+
+
+def format_header(loops: List[str], what: str) -> str:
+    unit = "requests/s" if what == "rps" else "server CPU us/request"
+    cols = "".join(f"{name:>13}" for name in loops)
+    ratios = "".join(f"{'lite/' + other:>14}" for other in _ratio_names(loops))
+    return f"{'workload':<18}{cols}{ratios}   ({unit})"
+
+
+def format_row(row: Dict[str, Any], loops: List[str], what: str) -> str:
+    res = row["results"]
+    text = f"{row['mode'] + ' ' + _size(row['size']):<18}"
+    if what == "rps":
+        text += "".join(f"{res[name]['rps']:>13,.0f}" for name in loops)
+    else:
+        text += "".join(f"{res[name]['cpu_us_per_req'] or 0:>13.2f}" for name in loops)
+    lite = res.get("uvloop_lite")
+    for other in _ratio_names(loops):
+        if what == "rps":
+            ratio = lite["rps"] / res[other]["rps"]
+        elif lite["cpu_us_per_req"] and res[other]["cpu_us_per_req"]:
+            ratio = res[other]["cpu_us_per_req"] / lite["cpu_us_per_req"]
+        else:
+            ratio = float("nan")
+        text += f"{ratio:>13.2f}x"
+    if what == "rps":
+        # A rate is only the server's if the server was (nearly) saturated.
+        flags = [name for name in loops if (res[name]["server_cpu"] or 1) < 0.9]
+        if flags:
+            text += "   *" + ",".join(flags)
+    return text
+
+
+def cpu_pressure() -> Optional[float]:
+    """/proc/pressure/cpu 'some avg60': % of time runnable tasks waited for a CPU."""
+    try:
+        with open("/proc/pressure/cpu") as fp:
+            for line in fp:
+                if line.startswith("some"):
+                    return float(line.split()[2].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--quick", action="store_true",
+                    help="one 1.5 s measurement per cell after 0.5 s of warm-up")
+    ap.add_argument("--json", action="store_true", help="print JSON results instead of tables")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds per measurement (2; --quick: 1.5)")
+    ap.add_argument("--warmup", type=float, default=None,
+                    help="warm-up seconds before each measurement (0.5)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="measurements per cell, the best kept (2; --quick: 1)")
+    ap.add_argument("--conns", type=int, default=8, help="client connections (8)")
+    ap.add_argument("--client", choices=("auto", "c", "python"), default="auto",
+                    help="load client's request loop: C (built with cffi on first "
+                         "use) or Python; auto: C if it builds")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated (all)")
+    ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES),
+                    help="comma-separated message sizes in bytes (1024,10240,102400)")
+    ap.add_argument("--loops", default=",".join(ALL_LOOPS), help="comma-separated (all)")
+    args = ap.parse_args(argv)
+    if args.duration is None:
+        args.duration = 1.5 if args.quick else 2.0
+    if args.warmup is None:
+        args.warmup = 0.5
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 2
+    args.modes = [m for m in args.modes.split(",") if m]
+    args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    for m in args.modes:
+        if m not in MODES:
+            ap.error(f"unknown mode {m!r}")
+    loops = available_loops([name for name in args.loops.split(",") if name])
+    if not loops:
+        ap.error("no loop to run")
+    if args.client != "python":
+        sys.path.insert(0, HERE)
+        import client
+        if client.c_engine_available():
+            args.client = "c"
+        elif args.client == "c":
+            ap.error("the C load client could not be built (cffi and a C compiler needed)")
+        else:
+            args.client = "python"
+
+    def log(text: str) -> None:
+        if not args.json:
+            print(text, flush=True)
+
+    info: Dict[str, Any] = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "pinning": dict(zip(("server", "client"), cpus())),
+        "platform": platform.platform(),
+        "versions": versions(loops),
+        "client": args.client,
+        "duration": args.duration, "warmup": args.warmup, "repeat": args.repeat,
+        "conns": args.conns,
+        "loadavg_before": os.getloadavg()[0],
+        "cpu_pressure_before": cpu_pressure(),
+    }
+    log(f"{info['versions']['python']} on {info['cpu']} ({info['cpus']} CPUs), "
+        f"{info['platform']}, {info['date']}")
+    log(", ".join(f"{k} {v}" for k, v in info["versions"].items() if k != "python"))
+    log(f"client: {args.conns} connections, request loop in {args.client}; "
+        f"{args.duration:g} s per measurement after {args.warmup:g} s warm-up, best of "
+        f"{args.repeat}; server on CPU {info['pinning']['server']}, client on CPU "
+        f"{info['pinning']['client']}; load average {info['loadavg_before']:.2f}")
+    log("")
+    log(format_header(loops, "rps"))
+    t0 = time.monotonic()
+    rows = run(args, loops, log)
+    info["elapsed"] = round(time.monotonic() - t0, 1)
+    info["loadavg_after"] = os.getloadavg()[0]
+    info["cpu_pressure_after"] = cpu_pressure()
+    log("")
+    log(format_header(loops, "cpu"))
+    for row in rows:
+        log(format_row(row, loops, "cpu"))
+    log("")
+    log(f"{info['elapsed']:.0f} s; load average {info['loadavg_after']:.2f} at the end.")
+    if any("*" in format_row(row, loops, "rps") for row in rows):
+        log("*: that server was below 90% CPU during its best measurement: the client or "
+            "other load on the machine, not the server, set that rate.")
+    if args.json:
+        json.dump({"info": info, "loops": loops, "rows": rows}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""add_signal_handler / remove_signal_handler: return values, errors and
+delivery, one body run on asyncio's loop and on uvloop_lite.  What would kill
+or interrupt the test process (SIGINT, a signal whose handler is gone) runs
+in a child interpreter."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from conftest import LOOP_KINDS
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="Unix signals")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _restore_dispositions():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT,
+                                               signal.SIGCHLD, signal.SIGHUP)}
+    yield
+    for s, h in saved.items():
+        if signal.getsignal(s) is not h and h is not None:
+            signal.signal(s, h)
+
+
+def _outcome(fn):
+    try:
+        return ("ok", fn())
+    except Exception as exc:
+        return (type(exc), str(exc))
+
+
+def test_return_values(loop):
+    calls = []
+    assert loop.add_signal_handler(signal.SIGUSR1, calls.append, 1) is None
+    assert loop.add_signal_handler(signal.SIGUSR1, calls.append, 2) is None  # replaces
+    assert loop.remove_signal_handler(signal.SIGUSR1) is True
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+    assert loop.remove_signal_handler(signal.SIGUSR2) is False
+    assert loop.remove_signal_handler(signal.SIGKILL) is False
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert calls == []
+
+
+async def _coro():
+    pass
+
+
+BAD_SIGNALS = [
+    (signal.SIGKILL, RuntimeError, "sig 9 cannot be caught"),
+    (signal.SIGSTOP, RuntimeError, f"sig {int(signal.SIGSTOP)} cannot be caught"),
+    (0, ValueError, "invalid signal number 0"),
+    (-1, ValueError, "invalid signal number -1"),
+    (signal.NSIG, ValueError, f"invalid signal number {signal.NSIG}"),
+    (1000, ValueError, "invalid signal number 1000"),
+    ("2", TypeError, "sig must be an int, not '2'"),
+    (2.0, TypeError, "sig must be an int, not 2.0"),
+    (None, TypeError, "sig must be an int, not None"),
+]
+
+
+@pytest.mark.parametrize("sig,exc_type,message", BAD_SIGNALS,
+                         ids=[repr(s) for s, _, _ in BAD_SIGNALS])
+def test_add_errors(loop, sig, exc_type, message):
+    assert _outcome(lambda: loop.add_signal_handler(sig, lambda: None)) == (exc_type, message)
+
+
+@pytest.mark.parametrize("sig,exc_type,message",
+                         [b for b in BAD_SIGNALS if b[0] not in (signal.SIGKILL, signal.SIGSTOP)],
+                         ids=[repr(s) for s, _, _ in BAD_SIGNALS
+                              if s not in (signal.SIGKILL, signal.SIGSTOP)])
+def test_remove_errors(loop, sig, exc_type, message):
+    assert _outcome(lambda: loop.remove_signal_handler(sig)) == (exc_type, message)
+
+
+def test_coroutine_callbacks_refused(loop):
+    msg = "coroutines cannot be used with add_signal_handler()"
+    assert _outcome(lambda: loop.add_signal_handler(signal.SIGUSR1, _coro)) == (TypeError, msg)
+    coro = _coro()
+    try:
+        assert _outcome(lambda: loop.add_signal_handler(signal.SIGUSR1, coro)) == (TypeError, msg)
+    finally:
+        coro.close()
+    # Checked before the signal number.
+    assert _outcome(lambda: loop.add_signal_handler(0, _coro)) == (TypeError, msg)
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+
+
+def test_closed_loop(loop):
+    loop.close()
+    assert _outcome(lambda: loop.add_signal_handler(signal.SIGUSR1, lambda: None)) == (
+        RuntimeError, "Event loop is closed")
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+
+
+def test_non_main_thread(loop):
+    results = {}
+
+    def in_thread():
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError as exc:
+            results["want"] = str(exc)
+        results["add"] = _outcome(lambda: loop.add_signal_handler(signal.SIGUSR1, lambda: None))
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(10)
+    assert results["add"] == (RuntimeError, results["want"])
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+
+
+def test_handler_runs_on_kill(loop):
+    async def main():
+        fut = loop.create_future()
+
+        def handler(*args):
+            assert asyncio.get_running_loop() is loop
+            if not fut.done():
+                fut.set_result(args)
+
+        loop.add_signal_handler(signal.SIGUSR1, handler, "a", 2)
+        loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
+        got = await fut
+        assert loop.remove_signal_handler(signal.SIGUSR1)
+        return got
+
+    assert loop.run_until_complete(main()) == ("a", 2)
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_signal_while_loop_not_running(loop):
+    fut = loop.create_future()
+    loop.add_signal_handler(signal.SIGUSR2, lambda: fut.done() or fut.set_result("late"))
+    os.kill(os.getpid(), signal.SIGUSR2)   # the loop is not running
+    assert not fut.done()
+    assert loop.run_until_complete(fut) == "late"
+    assert loop.remove_signal_handler(signal.SIGUSR2)
+
+
+def test_replaced_handler(loop):
+    async def main():
+        calls = []
+        done = loop.create_future()
+        loop.add_signal_handler(signal.SIGUSR1, calls.append, "old")
+
+        def new():
+            calls.append("new")
+            done.set_result(None)
+
+        loop.add_signal_handler(signal.SIGUSR1, new)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await done
+        await asyncio.sleep(0)
+        loop.remove_signal_handler(signal.SIGUSR1)
+        return calls
+
+    assert loop.run_until_complete(main()) == ["new"]
+
+
+def test_handler_exception_goes_to_exception_handler(loop):
+    contexts = []
+    reported = loop.create_future()
+
+    def exc_handler(lp, ctx):
+        contexts.append(ctx)
+        reported.set_result(None)
+
+    loop.set_exception_handler(exc_handler)
+
+    def bad():
+        raise ZeroDivisionError("in handler")
+
+    async def main():
+        loop.add_signal_handler(signal.SIGUSR1, bad)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await reported
+        # The loop goes on.
+        await asyncio.sleep(0)
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+    loop.run_until_complete(main())
+    assert len(contexts) == 1
+    assert isinstance(contexts[0]["exception"], ZeroDivisionError)
+    assert contexts[0]["message"].startswith("Exception in callback")
+
+
+def test_remove_restores_python_dispositions(loop):
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    assert loop.remove_signal_handler(signal.SIGINT)
+    assert loop.remove_signal_handler(signal.SIGHUP)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+
+
+def test_close_removes_handlers(loop):
+    loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+
+
+def test_sigchld_handler_and_subprocesses(loop):
+    # A SIGCHLD handler added while a child runs, and removed while another
+    # runs, must not cost the loop the exit of either.
+    async def main():
+        got = loop.create_future()
+        p1 = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; sys.stdin.read()", stdin=subprocess.PIPE)
+        loop.add_signal_handler(signal.SIGCHLD, lambda: got.done() or got.set_result(1))
+        p1.stdin.close()
+        rc1 = await asyncio.wait_for(p1.wait(), 10)
+        await asyncio.wait_for(got, 10)
+        p2 = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; sys.stdin.read()", stdin=subprocess.PIPE)
+        assert loop.remove_signal_handler(signal.SIGCHLD)
+        p2.stdin.close()
+        rc2 = await asyncio.wait_for(p2.wait(), 10)
+        return rc1, rc2
+
+    asyncio.set_event_loop(loop)   # asyncio's child watcher attaches to it
+    assert loop.run_until_complete(main()) == (0, 0)
+
+
+def _run_child(code: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
+                          capture_output=True, text=True, timeout=20, env=env)
+
+
+CTRL_C_CHILD = """
+    import asyncio, os, signal, sys
+    import uvloop_lite
+
+    kind = sys.argv[1]
+    loop = asyncio.SelectorEventLoop() if kind == "asyncio" else uvloop_lite.new_event_loop()
+
+    async def caught():
+        fut = loop.create_future()
+        loop.add_signal_handler(signal.SIGINT, fut.set_result, "handled")
+        os.kill(os.getpid(), signal.SIGINT)
+        return await fut
+
+    print(loop.run_until_complete(caught()), flush=True)
+    print(loop.remove_signal_handler(signal.SIGINT), flush=True)
+    print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+
+    async def forever():
+        loop.call_soon(os.kill, os.getpid(), signal.SIGINT)
+        await loop.create_future()
+
+    try:
+        loop.run_until_complete(forever())
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", flush=True)
+    # The loop still works after the interrupt.
+    print(loop.run_until_complete(asyncio.sleep(0, "alive")), flush=True)
+    loop.close()
+"""
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_ctrl_c_after_sigint_handler_removed(kind):
+    proc = _run_child(CTRL_C_CHILD, kind)
+    assert proc.stdout.split() == ["handled", "True", "True", "KeyboardInterrupt", "alive"], \
+        proc.stderr
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_two_loops_same_signal_in_child():
+    # Two uvloop_lite loops watching SIGUSR1: removing one loop's handler must
+    # leave the other's working (and not reset SIGUSR1 to its default, which
+    # would kill the process).
+    code = """
+        import asyncio, os, signal
+        import uvloop_lite
+
+        a, b = uvloop_lite.new_event_loop(), uvloop_lite.new_event_loop()
+        fa, fb = a.create_future(), b.create_future()
+        a.add_signal_handler(signal.SIGUSR1, lambda: fa.done() or fa.set_result("a"))
+        b.add_signal_handler(signal.SIGUSR1, lambda: fb.done() or fb.set_result("b"))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        print(b.run_until_complete(fb), flush=True)
+        print(b.remove_signal_handler(signal.SIGUSR1), flush=True)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        print(a.run_until_complete(fa), flush=True)
+        fa2 = a.create_future()
+        a.add_signal_handler(signal.SIGUSR1, lambda: fa2.done() or fa2.set_result("a2"))
+        a.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
+        print(a.run_until_complete(fa2), flush=True)
+        a.close()
+        b.close()
+        print(signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL, flush=True)
+    """
+    proc = _run_child(code)
+    assert proc.stdout.split() == ["b", "True", "a", "a2", "True"], proc.stderr
+    assert proc.returncode == 0, proc.stderr
