@@ -1,8 +1,8 @@
 """Server benchmarks: asyncio's loop, uvloop (when it is importable) and
 uvloop_lite serving the same workloads, side by side, in one run.
 
-    python bench/run.py                  # every workload, about 4 minutes
-    python bench/run.py --quick          # shorter measurements, about 1.5 minutes
+    python bench/run.py                  # every workload, about 3 minutes
+    python bench/run.py --quick          # one shorter measurement per cell, about 75 s
     python bench/run.py --json           # machine-readable results on stdout
     python bench/run.py --modes proto,streams --sizes 1024 --loops asyncio,uvloop_lite
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import operator
 import socket
-import time
 from asyncio.log import logger
 from typing import Any
 

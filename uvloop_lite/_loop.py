@@ -1,17 +1,12 @@
 """Loop: asyncio's event loop with libuv underneath.
 
-The generic parts of asyncio's loop (the ready queue and its ordering, the
-timer heap, call_soon/call_later/call_at, tasks and their factory, executors,
-async generators, the exception handler, debug mode) come from
-``asyncio.BaseEventLoop`` unchanged, so they behave exactly as asyncio's.
-What it leaves to a concrete loop is libuv's here: the wait for events is one
-``uv_run`` iteration (with a libuv timer armed for the earliest deadline),
-``call_soon_threadsafe`` wakes it with a ``uv_async_t``, and Ctrl-C wakes it
-through the signal wake-up fd watched by a ``uv_poll_t``.
-
-The one private hook of BaseEventLoop used is the poller it calls
-(``self._selector.select(timeout)`` then ``self._process_events(events)``);
-it has the same shape on CPython 3.9 to 3.13 and on PyPy.
+The generic parts of asyncio's loop (Handle and TimerHandle, the timer heap and
+its cancellation bookkeeping, call_later/call_at, tasks and their factory,
+executors, async generators, the exception handler, debug checks) come from
+``asyncio.BaseEventLoop``.  The run loop itself is ours (``_run_once``): one
+libuv iteration with a libuv timer armed for the earliest deadline, I/O
+callbacks called by libuv, ``call_soon_threadsafe`` woken by a ``uv_async_t``
+and Ctrl-C by the signal wake-up fd on a ``uv_poll_t``.
 """
 
 from __future__ import annotations
@@ -24,9 +19,8 @@ import signal
 import socket
 import threading
 import warnings
-from asyncio.base_events import (
-    _MIN_CANCELLED_TIMER_HANDLES_FRACTION, _MIN_SCHEDULED_TIMER_HANDLES, MAXIMUM_SELECT_TIMEOUT)
 from asyncio.events import Handle
+from asyncio.log import logger
 from typing import Any
 
 from ._errors import check
@@ -51,36 +45,17 @@ __all__ = ["Loop"]
 _ABANDONED: list[Any] = []
 
 
-class _UVPoller:
-    """What BaseEventLoop._run_once waits on: one libuv iteration."""
+# Longest single wait (asyncio caps its selector timeout the same way).
+_MAX_WAIT = 24 * 3600.0
+# Rebuild the timer heap once cancelled handles are over half of at least this many.
+_REBUILD_MIN_TIMERS = 100
 
-    __slots__ = ("_uv", "_wake", "_loop")
 
-    def __init__(self, loop: Loop) -> None:
-        self._uv = loop._uv
-        self._wake = loop._wake_timer._ptr
-        self._loop = loop
-
-    def select(self, timeout: float | None) -> tuple:
-        if timeout is None:
-            ms = -1
-        elif timeout <= 0:
-            ms = 0
-        else:
-            # Round up: waking before the earliest TimerHandle is due would only
-            # cost another iteration, but never run it early.
-            ms = math.ceil(timeout * 1000.0)
-        if self._loop._polls_started:   # fds closed under a new watcher: see there
-            self._loop._check_started_polls()
-        lib.uvl_run(self._uv, self._wake, ms)
-        exc = _base.pending.exc
-        if exc is not None:
-            _base.pending.exc = None
-            raise exc
-        return ()
-
-    def close(self) -> None:
-        pass
+def _describe(handle: Handle) -> str:
+    """How a slow callback is named in the debug log: its task, if it is a
+    task's step, else the handle."""
+    owner = getattr(handle._callback, "__self__", None)
+    return repr(owner) if isinstance(owner, asyncio.Task) else str(handle)
 
 
 # Size of the loop-wide buffer every plain (non-buffered) stream reads into.
@@ -94,6 +69,10 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     Use it through :func:`uvloop_lite.new_event_loop`,
     :class:`uvloop_lite.EventLoopPolicy` or :func:`uvloop_lite.run`.
     """
+
+    # asyncio's own loops have a selector here; some code (CPython's tests
+    # among it) reads the attribute.  libuv is ours, so there is none.
+    _selector = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +94,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # Referenced on purpose: with nothing else to wait for, uv_run blocks
         # on it as asyncio's loop blocks on its self-pipe.
         self._async = UVAsync(self)
-        self._selector = _UVPoller(self)
+        self._wake_ptr = self._wake_timer._ptr
         self._sig_rsock: socket.socket | None = None
         self._sig_wsock: socket.socket | None = None
         self._sig_poll: UVPoll | None = None
@@ -143,76 +122,96 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
 
     # -- the run loop ------------------------------------------------------------
 
-    # call_soon() and _run_once() are BaseEventLoop's, statement for statement,
-    # with the helper method calls inlined and attribute reads hoisted: they run
-    # for every callback and every iteration.  Debug mode takes asyncio's own
-    # code paths (source tracebacks, slow-callback warnings).
-
-    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Handle:
-        """Arrange for ``callback(*args)`` to be called soon (FIFO order)."""
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, "call_soon")
-            handle = self._call_soon(callback, args, context)
-            if handle._source_traceback:
-                del handle._source_traceback[-1]
-            return handle
-        handle = Handle(callback, args, self, context)
-        self._ready.append(handle)
-        return handle
+    # One iteration of the loop, in asyncio's order: first the callbacks that
+    # were ready when the iteration began, then the I/O that libuv reports
+    # (libuv calls the transports, which call their protocols at once instead
+    # of queueing a Handle per event), then the TimerHandles that are due.
+    # Callbacks scheduled by any of these wait for the next iteration.  The
+    # poll blocks only when nothing is ready: until the earliest deadline (a
+    # libuv timer rounded up to the next millisecond, so a TimerHandle never
+    # runs early), an I/O event, or a wake-up from call_soon_threadsafe().
 
     def _run_once(self) -> None:
-        if self._debug:
-            return asyncio.BaseEventLoop._run_once(self)
+        ready = self._ready
+        if ready:
+            self._run_ready(len(ready))
         scheduled = self._scheduled
         if scheduled:
-            sched_count = len(scheduled)
-            if (sched_count > _MIN_SCHEDULED_TIMER_HANDLES and
-                    self._timer_cancelled_count / sched_count >
-                    _MIN_CANCELLED_TIMER_HANDLES_FRACTION):
-                new_scheduled = []
-                for handle in scheduled:
-                    if handle._cancelled:
-                        handle._scheduled = False
-                    else:
-                        new_scheduled.append(handle)
-                heapq.heapify(new_scheduled)
-                scheduled = self._scheduled = new_scheduled
-                self._timer_cancelled_count = 0
-            else:
-                while scheduled and scheduled[0]._cancelled:
-                    self._timer_cancelled_count -= 1
-                    handle = heapq.heappop(scheduled)
-                    handle._scheduled = False
-        ready = self._ready
-        timeout = None
+            self._drop_cancelled_timers()
+            scheduled = self._scheduled
         if ready or self._stopping:
-            timeout = 0
+            ms = 0
         elif scheduled:
-            timeout = min(max(0, scheduled[0]._when - self.time()), MAXIMUM_SELECT_TIMEOUT)
-        self._selector.select(timeout)   # no events to process: libuv ran them
+            delay = scheduled[0]._when - self.time()
+            ms = 0 if delay <= 0 else math.ceil(min(delay, _MAX_WAIT) * 1000.0)
+        else:
+            ms = -1
+        if self._polls_started:
+            self._check_started_polls()
+        lib.uvl_run(self._uv, self._wake_ptr, ms)
+        pending = _base.pending
+        if pending.exc is not None:
+            exc, pending.exc = pending.exc, None
+            raise exc
         if scheduled:
-            end_time = self.time() + self._clock_resolution
-            while scheduled:
-                handle = scheduled[0]
-                if handle._when >= end_time:
-                    break
+            # Due timers go ahead of what the I/O callbacks just scheduled, and
+            # run now; any left by an exception run first next time.
+            end = self.time() + self._clock_resolution
+            due = []
+            while scheduled and scheduled[0]._when < end:
                 handle = heapq.heappop(scheduled)
                 handle._scheduled = False
-                ready.append(handle)
-        popleft = ready.popleft
-        for _ in range(len(ready)):
-            handle = popleft()
-            if handle._cancelled:
-                continue
-            handle._run()
-        handle = None  # break cycles when an exception occurs
+                due.append(handle)
+            if due:
+                due.reverse()
+                ready.extendleft(due)
+                self._run_ready(len(due))
 
-    def _process_events(self, event_list: Any) -> None:
-        # libuv already ran the I/O callbacks inside uv_run().
-        pass
+    def _run_ready(self, count: int) -> None:
+        """Run the first ``count`` handles of the ready queue."""
+        popleft = self._ready.popleft
+        if self._debug:
+            for _ in range(count):
+                handle = popleft()
+                if not handle._cancelled:
+                    self._run_timed(handle)
+            return
+        for _ in range(count):
+            handle = popleft()
+            if not handle._cancelled:
+                handle._run()
+
+    def _run_timed(self, handle: Handle) -> None:
+        # Debug mode: remember the running handle and log slow callbacks.
+        self._current_handle = handle
+        try:
+            t0 = self.time()
+            handle._run()
+            dt = self.time() - t0
+            if dt >= self.slow_callback_duration:
+                logger.warning("Executing %s took %.3f seconds", _describe(handle), dt)
+        finally:
+            self._current_handle = None
+
+    def _drop_cancelled_timers(self) -> None:
+        """Forget cancelled TimerHandles: rebuild the heap when they are most
+        of a large one, else pop those at its head."""
+        scheduled = self._scheduled
+        if (len(scheduled) > _REBUILD_MIN_TIMERS
+                and self._timer_cancelled_count * 2 > len(scheduled)):
+            live = []
+            for handle in scheduled:
+                if handle._cancelled:
+                    handle._scheduled = False
+                else:
+                    live.append(handle)
+            heapq.heapify(live)
+            self._scheduled = live
+            self._timer_cancelled_count = 0
+            return
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
 
     def _write_to_self(self) -> None:
         self._async.send()
