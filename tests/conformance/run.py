@@ -752,7 +752,8 @@ def main(argv=None) -> int:
             json.dump({"python": sys.version.split()[0], "executable": sys.executable,
                        "suite": opts.suite, "modules": [m for m, _, _ in selection],
                        "totals": totals, "regressions": regs, "results": results}, fp, indent=1)
-    return 1 if core_regs else 0
+    # --suite core fails on a core regression; a run with --compare on any.
+    return 1 if core_regs or (opts.compare and regs) else 0
 
 
 if __name__ == "__main__":
