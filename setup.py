@@ -39,7 +39,7 @@ def _major(version: str) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-kwargs = {"license_files": ["vendor/libuv/LICENSE"]}
+kwargs = {"license_files": ["LICENSE", "vendor/libuv/LICENSE"]}
 if _major(setuptools.__version__) >= 77:
     kwargs["license_expression"] = "MIT"
 else:

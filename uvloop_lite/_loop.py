@@ -131,6 +131,19 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     # libuv timer rounded up to the next millisecond, so a TimerHandle never
     # runs early), an I/O event, or a wake-up from call_soon_threadsafe().
 
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Handle:
+        """Schedule ``callback(*args)`` for the next iteration, in FIFO order."""
+        if self._debug:   # asyncio's checks: thread, callback type, traceback
+            handle = super().call_soon(callback, *args, context=context)
+            if handle._source_traceback:
+                del handle._source_traceback[-1]   # this frame
+            return handle
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        handle = Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
     def _run_once(self) -> None:
         ready = self._ready
         if ready:
