@@ -179,6 +179,56 @@ async def queue_producer_consumer(n: int) -> int:
     return total
 
 
+async def udp_echo(n: int) -> int:
+    """n round trips of a 100-byte datagram between two UDP endpoints on
+    127.0.0.1 (a connected client, an echo server answering with sendto() to
+    the sender's address), 16 datagrams in flight."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    window = min(16, n)
+    data = b"x" * 100
+
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def datagram_received(self, datagram: bytes, addr: Any) -> None:
+            self.transport.sendto(datagram, addr)
+
+    class Client(asyncio.DatagramProtocol):
+        sent = received = 0
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def datagram_received(self, datagram: bytes, addr: Any) -> None:
+            self.received += 1
+            if self.sent < n:
+                self.sent += 1
+                self.transport.sendto(data)
+            elif self.received == n and not done.done():
+                done.set_result(None)
+
+        def error_received(self, exc: Exception) -> None:
+            if not done.done():
+                done.set_exception(exc)
+
+    server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    client_tr, client = await loop.create_datagram_endpoint(
+        Client, remote_addr=server.get_extra_info("sockname"))
+    try:
+        for _ in range(window):
+            client.sent += 1
+            client_tr.sendto(data)
+        # Loopback does not drop 16 small datagrams in flight; a timeout
+        # means a loop lost one.
+        await asyncio.wait_for(done, 60)
+    finally:
+        client_tr.close()
+        server.close()
+    return n
+
+
 # name -> (workload, default size)
 BENCHMARKS: Dict[str, Tuple[Bench, int]] = {
     "call_soon": (call_soon_batch, 200_000),
@@ -187,6 +237,7 @@ BENCHMARKS: Dict[str, Tuple[Bench, int]] = {
     "threadsafe": (threadsafe_ping_pong, 10_000),
     "tasks": (gather_tasks, 20_000),
     "queue": (queue_producer_consumer, 50_000),
+    "udp_echo": (udp_echo, 50_000),
 }
 
 

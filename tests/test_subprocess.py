@@ -24,12 +24,10 @@ PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
 WAITER = "import sys; print('ready', flush=True); sys.stdin.read()"
 
 
-@pytest.fixture
-def loop(loop):
-    # asyncio's child watcher (3.11: ThreadedChildWatcher) works with the
-    # current loop; uvloop_lite needs none.
-    asyncio.set_event_loop(loop)
-    return loop
+# conftest's ``loop`` fixture makes each loop the current one, which is all
+# asyncio's child watcher (ThreadedChildWatcher by default up to 3.13) needs;
+# uvloop_lite needs none.  (No same-named override here: pytest < 9 loses the
+# loop_kind parametrisation of a fixture that overrides ``loop``.)
 
 
 async def _wait(aw, timeout=30):

@@ -530,9 +530,12 @@ def test_connect_bad_arguments(loop):
     assert errors[5] == (ConnectionRefusedError, errno.ECONNREFUSED)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11),
-                    reason="asyncio < 3.11 starts reading although connection_made() paused")
-def test_pause_reading_in_connection_made(loop):
+def test_pause_reading_in_connection_made(loop, loop_kind):
+    if loop_kind == "asyncio" and sys.version_info < (3, 11):
+        # Its transport adds the reader after connection_made() regardless.
+        # uvloop_lite keeps the pause on every version.
+        pytest.skip("asyncio < 3.11 starts reading although connection_made() paused")
+
     class Paused(Recorder):
         def connection_made(self, transport):
             self.reading_at_made = transport.is_reading()

@@ -1,12 +1,9 @@
-"""DatagramTransport for create_datagram_endpoint: UDP (IPv4/IPv6) and Unix
-datagram sockets, driven by the loop's uv_poll_t readiness (add_reader /
-add_writer on the socket).
-
-Deliberately not on ``uv_udp_t`` yet: libuv's UDP handle does not take Unix
-datagram sockets, and Python's socket module already gives asyncio's exact
-address formats and errors; moving UDP onto uv_udp_t is planned with the
-benchmark.  Semantics are asyncio's: sendto() tries at once, queues on
-EAGAIN, reports OSError through error_received().
+"""DatagramTransport for create_datagram_endpoint on Unix datagram sockets
+(and any datagram socket libuv's uv_udp_t refuses), driven by the loop's
+uv_poll_t readiness (add_reader / add_writer on the socket).  UDP over IPv4
+and IPv6 runs on uv_udp_t instead (``_handles/udp.py``), with the same
+semantics: asyncio's, for each Python version.  sendto() tries at once,
+queues on EAGAIN, reports OSError through error_received().
 """
 
 from __future__ import annotations
@@ -17,6 +14,8 @@ import sys
 from asyncio import constants, transports, trsock
 from asyncio.log import logger
 from typing import Any
+
+from ._handles.udp import UVUDPTransport
 
 __all__ = ["DatagramTransport", "DatagramMixin"]
 
@@ -236,5 +235,12 @@ class DatagramMixin:
     asyncio's BaseEventLoop code)."""
 
     def _make_datagram_transport(self, sock: socket.socket, protocol: Any, address: Any = None,
-                                 waiter: Any = None, extra: dict | None = None) -> DatagramTransport:
+                                 waiter: Any = None, extra: dict | None = None) -> Any:
+        # uv_udp_t for UDP; Unix datagram sockets (which it does not take), or
+        # a socket libuv refuses to open, on uv_poll_t.
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                return UVUDPTransport(self, sock, protocol, address, waiter, extra)
+            except OSError:
+                pass
         return DatagramTransport(self, sock, protocol, address, waiter, extra)

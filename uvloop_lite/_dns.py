@@ -63,12 +63,21 @@ def _encode_host(host: Any) -> bytes | None:
 def _encode_port(port: Any) -> bytes | None:
     if port is None:
         return None
-    if isinstance(port, int):
+    if type(port) is int:
         return str(port).encode("ascii")
     if isinstance(port, str):
         return port.encode("utf-8")
-    if isinstance(port, (bytes, bytearray)):
+    if isinstance(port, bytes):
         return bytes(port)
+    # Anything else: socket.getaddrinfo()'s own verdict, which differs between
+    # implementations (CPython: OSError "Int or String expected"; PyPy: a
+    # TypeError; PyPy takes int subclasses).  Numeric-only flags: no lookup.
+    try:
+        socket.getaddrinfo(None, port, 0, 0, 0, socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+    except socket.gaierror:
+        pass   # a type it takes
+    if isinstance(port, int):
+        return str(int(port)).encode("ascii")
     raise OSError("Int or String expected")
 
 
@@ -189,9 +198,18 @@ class DnsMixin:
     async def getnameinfo(self, sockaddr: tuple, flags: int = 0) -> tuple[str, str]:
         """Reverse-resolve ``sockaddr`` as socket.getnameinfo() does, without
         blocking the loop."""
+        # Argument errors are socket.getnameinfo()'s own: their wording differs
+        # across versions (3.9: "an integer is required (got type str)") and
+        # implementations (PyPy).  It raises them before any lookup.
+        if not isinstance(flags, int):
+            try:
+                flags = operator.index(flags)
+            except TypeError:
+                socket.getnameinfo(sockaddr, flags)
+                raise
         if not isinstance(sockaddr, tuple):
+            socket.getnameinfo(sockaddr, flags | socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
             raise TypeError("getnameinfo() argument 1 must be a tuple")
-        flags = operator.index(flags)
         # Python's own argument checks, with their exact errors: a numeric-only
         # getnameinfo() does no lookup.
         socket.getnameinfo(sockaddr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)

@@ -52,6 +52,13 @@ class SignalsMixin:
         self._check_signal(sig)
         self._check_closed()
         if threading.current_thread() is not threading.main_thread():
+            # asyncio reports signal.set_wakeup_fd()'s refusal, whose wording
+            # differs between CPython and PyPy: ask it for its own.
+            try:
+                old = signal.set_wakeup_fd(-1)
+            except ValueError as exc:
+                raise RuntimeError(str(exc)) from None
+            signal.set_wakeup_fd(old)
             raise RuntimeError("set_wakeup_fd only works in main thread of the main interpreter")
         if not _libuv_needs(sig):
             try:

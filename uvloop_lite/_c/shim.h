@@ -37,6 +37,19 @@ int uvl_writev(uv_write_t* req, uv_stream_t* stream, const uv_buf_t bufs[], unsi
 int uvl_shutdown(uv_shutdown_t* req, uv_stream_t* stream);
 int uvl_listen(uv_stream_t* stream, int backlog);
 
+/* UDP (uv_udp_t).  uvl_udp_open() is uv_udp_open() that leaves the socket's
+ * options as they were (libuv turns SO_REUSEADDR, or SO_REUSEPORT on BSDs,
+ * on).  uvl_udp_recv_start() reads into the loop-wide buffer; its callback
+ * hands Python the transport, nread and the sender's sockaddr with its length
+ * (sizeof sockaddr_in/_in6, 0 for none), and skips libuv's "nothing read"
+ * calls.  Sends take one buffer; addr is a struct sockaddr, NULL on a
+ * connected socket.  uvl_udp_try_send() is uv_udp_try_send() done with
+ * send()/sendto(), cheaper than libuv's sendmsg(). */
+int uvl_udp_open(uv_udp_t* handle, int fd);
+int uvl_udp_recv_start(uv_udp_t* handle);
+int uvl_udp_try_send(uv_udp_t* handle, const char* data, size_t len, const char* addr);
+int uvl_udp_send(uv_udp_send_t* req, uv_udp_t* handle, const char* data, size_t len, const char* addr);
+
 /* UV_VERSION_HEX of the headers the extension was compiled against. */
 unsigned int uvl_build_version(void);
 
@@ -49,6 +62,10 @@ extern "Python" {
     void uvl_on_write(uv_write_t* req, int status);
     void uvl_on_shutdown(uv_shutdown_t* req, int status);
     void uvl_on_connection(uv_stream_t* server, int status);
+    /* Not a uv_udp_recv_cb: called by shim.c's recv callback with handle->data. */
+    void uvl_on_udp_recv(void* transport, ssize_t nread, const char* addr, int addrlen);
+    /* Not a uv_udp_send_cb: called by shim.c's send callback with handle->data. */
+    void uvl_on_udp_send(void* transport, int status);
     void uvl_on_signal(uv_signal_t* handle, int signum);
     void uvl_on_exit(uv_process_t* process, int64_t exit_status, int term_signal);
     void uvl_on_getaddrinfo(uv_getaddrinfo_t* req, int status, struct addrinfo* res);

@@ -12,12 +12,14 @@ Popen options that uv_spawn cannot express (``preexec_fn``, ``process_group``,
 ``extra_groups``, ``umask``, ``user``/``group``, ``restore_signals=False``, and
 signals ignored in this process, which a Popen child keeps ignored while
 libuv's resets them) start the child with ``subprocess.Popen`` instead and
-watch its exit through a pidfd on a ``uv_poll_t`` (Linux); elsewhere the
-options are refused with ValueError (and ignored signals are not kept).
+watch its exit through a pidfd on a ``uv_poll_t`` (Linux); without pidfds
+(PyPy 3.9, old kernels) a thread waits for it, as asyncio's
+ThreadedChildWatcher does.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import signal
@@ -274,8 +276,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                bufsize: int, **kwargs: Any) -> None:
         popen_only = {k: v for k, v in kwargs.items()
                       if k not in _SPAWN_OK and (k not in _UNUSED or v != _UNUSED[k])}
-        if not popen_only and hasattr(os, "pidfd_open") \
-                and _keeps_ignored(kwargs.get("restore_signals", True)):
+        if not popen_only and _keeps_ignored(kwargs.get("restore_signals", True)):
             popen_only = {"ignored signals": True}
         if popen_only:
             self._start_popen(args, shell, stdin, stdout, stderr, popen_only, kwargs)
@@ -363,27 +364,47 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         if self._returncode is None:
             self._process_exited(returncode)
 
-    # -- Popen + pidfd, for what uv_spawn cannot do ----------------------------------
+    # -- Popen + pidfd (or a waiting thread), for what uv_spawn cannot do ------------
+
+    _popen_waiter: threading.Thread | None = None
 
     def _start_popen(self, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any,
                      popen_only: dict, kwargs: dict) -> None:
-        if not hasattr(os, "pidfd_open"):
-            raise ValueError(f"uvloop_lite cannot honour {', '.join(sorted(popen_only))} "
-                             f"here: libuv's uv_spawn has no such option and this "
-                             f"platform has no pidfd to watch a Popen child")
         proc = subprocess.Popen(args, shell=shell, stdin=stdin, stdout=stdout,
                                 stderr=stderr, bufsize=0, **kwargs)
-        try:
-            pidfd = os.pidfd_open(proc.pid)
-        except OSError:
-            proc.kill()
-            proc.wait()
-            raise
+        pidfd_open = getattr(os, "pidfd_open", None)
+        pidfd = None
+        if pidfd_open is not None:
+            try:
+                pidfd = pidfd_open(proc.pid)
+            except OSError as exc:
+                if exc.errno != errno.ENOSYS:
+                    proc.kill()
+                    proc.wait()
+                    raise
         self._popen = proc
-        self._pidfd = pidfd
-        self._pidfd_poll = UVPoll(self._loop, pidfd, self._pidfd_ready)
-        self._pidfd_poll.start(READABLE)
         self._proc = proc
+        if pidfd is not None:
+            self._pidfd = pidfd
+            self._pidfd_poll = UVPoll(self._loop, pidfd, self._pidfd_ready)
+            self._pidfd_poll.start(READABLE)
+        else:
+            self._popen_waiter = threading.Thread(
+                target=self._wait_popen, args=(proc,), daemon=True,
+                name=f"uvloop_lite-reap-{proc.pid}")
+            self._popen_waiter.start()
+
+    def _wait_popen(self, proc: subprocess.Popen) -> None:
+        """In the waiting thread: report the exit to the loop, if still open."""
+        returncode = proc.wait()
+        try:
+            self._loop.call_soon_threadsafe(self._popen_exited, returncode)
+        except RuntimeError:   # the loop is closed
+            pass
+
+    def _popen_exited(self, returncode: int) -> None:
+        if self._returncode is None:
+            self._process_exited(returncode)
 
     def _pidfd_ready(self, poll: UVPoll, events: int, status: int) -> None:
         returncode = self._popen.wait()   # exited: reaps it without blocking
@@ -396,6 +417,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         uvproc = getattr(self, "_uvproc", None)
         if uvproc is not None:
             uvproc.orphan()
-        elif getattr(self, "_popen", None) is not None and self._returncode is None:
+        elif getattr(self, "_popen", None) is not None and self._returncode is None \
+                and self._popen_waiter is None:
             threading.Thread(target=self._popen.wait, daemon=True,
                              name=f"uvloop_lite-reap-{self._popen.pid}").start()

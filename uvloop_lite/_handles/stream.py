@@ -314,15 +314,20 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
                     return
                 n = 0
             req = _new("uv_write_t *")
-            rc = lib.uvl_write(req, self._stream, _from_buffer(data) + n, size - n)
+            # libuv writes from this memory later: keep the from_buffer() cdata
+            # itself (PyPy may move ``data`` once that is gone, and a bytes
+            # argument to a char * is only valid during the call there).
+            keep = _from_buffer(data)
+            rc = lib.uvl_write(req, self._stream, keep + n, size - n)
             size -= n
         else:
             req = _new("uv_write_t *")
-            rc = lib.uvl_write(req, self._stream, data, size)
+            keep = _from_buffer(data)
+            rc = lib.uvl_write(req, self._stream, keep, size)
         if rc < 0:
             self._fatal_error(uv_error(rc), "Fatal write error on socket transport")
             return
-        self._pending.append((req, data, size))
+        self._pending.append((req, keep, size))
         self._buffer_size += size
         self._maybe_pause_protocol()
 
@@ -527,6 +532,9 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             except OSError:
                 os.close(fd)
                 return None
+            # PyPy makes the fd blocking here (and O_NONBLOCK is shared with
+            # libuv's fd): non-blocking, as asyncio's transport sockets are.
+            self._sock.setblocking(False)
             # add_reader() and friends refuse this fd while the transport lives.
             self._loop._transports[fd] = self
         return self._sock
