@@ -15,6 +15,7 @@ from asyncio import constants, transports, trsock
 from asyncio.log import logger
 from typing import Any
 
+from ._errors import report_transport_error
 from ._handles.udp import UVUDPTransport
 
 __all__ = ["DatagramTransport", "DatagramMixin"]
@@ -186,14 +187,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         self._force_close(None)
 
     def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message, "exception": exc,
-                "transport": self, "protocol": self._protocol,
-            })
+        report_transport_error(self, exc, message)
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:

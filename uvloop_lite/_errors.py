@@ -6,10 +6,12 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from asyncio.log import logger
+from typing import Any
 
 from ._ffi import ffi, lib
 
-__all__ = ["uv_error", "gai_error", "check"]
+__all__ = ["uv_error", "gai_error", "check", "report_transport_error"]
 
 # libuv's UV_EAI_* values are its own; socket.gaierror carries the libc EAI_*
 # value and libc's message, so map them back by name.
@@ -49,3 +51,19 @@ def check(code: int) -> int:
     if code < 0:
         raise uv_error(code)
     return code
+
+
+def report_transport_error(transport: Any, exc: BaseException, message: str) -> None:
+    """Report a transport's fatal error as asyncio does: an OSError (a peer
+    that went away, say) only in the debug log, anything else through the
+    loop's exception handler."""
+    if isinstance(exc, OSError):
+        if transport._loop.get_debug():
+            logger.debug("%r: %s", transport, message, exc_info=True)
+    else:
+        transport._loop.call_exception_handler({
+            "message": message,
+            "exception": exc,
+            "transport": transport,
+            "protocol": transport._protocol,
+        })

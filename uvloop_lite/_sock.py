@@ -100,59 +100,47 @@ class SockMixin:
                 except OSError:
                     poll.start(0)
 
-    def _add_reader(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
+    def _set_watcher(self, fd: Any, which: str, callback: Any, args: tuple) -> events.Handle:
+        """Make ``callback(*args)`` the fd's reader or writer (``which``),
+        replacing (and cancelling) the previous one."""
         self._check_closed()
         fd = _fd_of(fd)
         handle = events.Handle(callback, args, self, None)
         poll = self._poll_for(fd)
-        old, poll.reader = poll.reader, handle
+        old = getattr(poll, which)
+        setattr(poll, which, handle)
         try:
             self._watch(poll)
         except BaseException:
-            poll.reader = old
+            setattr(poll, which, old)
             self._watch(poll)
             raise
         if old is not None:
             old.cancel()
         return handle
+
+    def _clear_watcher(self, fd: Any, which: str) -> bool:
+        if self.is_closed():
+            return False
+        poll = self._polls.get(_fd_of(fd))
+        if poll is None or getattr(poll, which) is None:
+            return False
+        getattr(poll, which).cancel()
+        setattr(poll, which, None)
+        self._watch(poll)
+        return True
+
+    def _add_reader(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
+        return self._set_watcher(fd, "reader", callback, args)
 
     def _add_writer(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
-        self._check_closed()
-        fd = _fd_of(fd)
-        handle = events.Handle(callback, args, self, None)
-        poll = self._poll_for(fd)
-        old, poll.writer = poll.writer, handle
-        try:
-            self._watch(poll)
-        except BaseException:
-            poll.writer = old
-            self._watch(poll)
-            raise
-        if old is not None:
-            old.cancel()
-        return handle
+        return self._set_watcher(fd, "writer", callback, args)
 
     def _remove_reader(self, fd: Any) -> bool:
-        if self.is_closed():
-            return False
-        poll = self._polls.get(_fd_of(fd))
-        if poll is None or poll.reader is None:
-            return False
-        poll.reader.cancel()
-        poll.reader = None
-        self._watch(poll)
-        return True
+        return self._clear_watcher(fd, "reader")
 
     def _remove_writer(self, fd: Any) -> bool:
-        if self.is_closed():
-            return False
-        poll = self._polls.get(_fd_of(fd))
-        if poll is None or poll.writer is None:
-            return False
-        poll.writer.cancel()
-        poll.writer = None
-        self._watch(poll)
-        return True
+        return self._clear_watcher(fd, "writer")
 
     def _on_fd_ready(self, poll: UVPoll, ready: int, status: int) -> None:
         if status < 0:   # report errors as readiness: the call itself raises

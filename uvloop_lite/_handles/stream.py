@@ -28,7 +28,7 @@ from asyncio import constants, futures, protocols, transports, trsock
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any, Callable
 
-from .._errors import uv_error
+from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
 from .base import OPEN, UVHandle, callback_error
 
@@ -457,16 +457,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._force_close(None)
 
     def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        report_transport_error(self, exc, message)
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:

@@ -44,7 +44,7 @@ from asyncio import constants, events, format_helpers, transports, trsock
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any
 
-from .._errors import uv_error
+from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
 from .base import OPEN, UVHandle, callback_error
 
@@ -490,14 +490,7 @@ class UVUDPTransport(UVHandle, transports._FlowControlMixin, transports.Datagram
         self._force_close(None)
 
     def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message, "exception": exc,
-                "transport": self, "protocol": self._protocol,
-            })
+        report_transport_error(self, exc, message)
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:
