@@ -178,21 +178,26 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             if due:
                 due.reverse()
                 ready.extendleft(due)
-                self._run_ready(len(due))
+                count, due = len(due), None
+                self._run_ready(count)
 
     def _run_ready(self, count: int) -> None:
         """Run the first ``count`` handles of the ready queue."""
+        # A frame kept alive by a traceback keeps its locals: the handle is
+        # dropped once run, or a finished task would live on through it.
         popleft = self._ready.popleft
+        handle = None
         if self._debug:
             for _ in range(count):
                 handle = popleft()
                 if not handle._cancelled:
                     self._run_timed(handle)
-            return
-        for _ in range(count):
-            handle = popleft()
-            if not handle._cancelled:
-                handle._run()
+        else:
+            for _ in range(count):
+                handle = popleft()
+                if not handle._cancelled:
+                    handle._run()
+        handle = None
 
     def _run_timed(self, handle: Handle) -> None:
         # Debug mode: remember the running handle and log slow callbacks.
@@ -205,6 +210,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                 logger.warning("Executing %s took %.3f seconds", _describe(handle), dt)
         finally:
             self._current_handle = None
+            handle = None   # see _run_ready
 
     def _drop_cancelled_timers(self) -> None:
         """Forget cancelled TimerHandles: rebuild the heap when they are most

@@ -55,12 +55,27 @@ _RESTORED_BY_POPEN = {getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "S
                       if hasattr(signal, name)}
 
 
+def _ignored_here() -> set[int]:
+    """The signals this process ignores.  The kernel's word where /proc gives
+    it: PyPy's signal.getsignal() does not see a SIG_IGN inherited from the
+    parent (nohup, a shell's background job), CPython's does."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigIgn:"):
+                    mask = int(line.split()[1], 16)
+                    return {s for s in _RESET_BY_LIBUV if mask >> (s - 1) & 1}
+    except (OSError, ValueError, IndexError):
+        pass
+    getsignal, ign = signal.getsignal, signal.SIG_IGN
+    return {s for s in _RESET_BY_LIBUV if getsignal(s) == ign}
+
+
 def _keeps_ignored(restore_signals: bool) -> bool:
     """Whether a Popen child would start with a signal ignored (SIG_IGN here,
     as with nohup), which uv_spawn's child would not."""
-    restored = _RESTORED_BY_POPEN if restore_signals else ()
-    getsignal, ign = signal.getsignal, signal.SIG_IGN
-    return any(getsignal(s) == ign for s in _RESET_BY_LIBUV if s not in restored)
+    restored = _RESTORED_BY_POPEN if restore_signals else set()
+    return bool(_ignored_here() - restored)
 
 
 class UVProcess(UVHandle):

@@ -385,14 +385,17 @@ class UVUDPTransport(UVHandle, transports._FlowControlMixin, transports.Datagram
     def _queue_uv(self, buf: Any, nbytes: int, sa: Any, size: int) -> None:
         """Queue ``buf`` (bytes) in libuv, behind what is there already."""
         req = _new("uv_udp_send_t *")
-        rc = _send(req, self._ptr, buf, nbytes, sa)
+        # libuv reads the bytes after this call returns: pin them (a bytes
+        # argument is only guaranteed in place during the call, on PyPy).
+        pinned = ffi.from_buffer(buf)
+        rc = _send(req, self._ptr, pinned, nbytes, sa)
         if rc < 0:
             self._protocol.error_received(uv_error(rc))
             return
         if self._write_handle is None:
             # As asyncio's add_writer(): the callback's Handle, in this context.
             self._write_handle = events.Handle(self._sendto_ready, (), self._loop, None)
-        self._pending.append((req, buf, size))
+        self._pending.append((req, (buf, pinned), size))
         self._buffer_size += size
         self._maybe_pause_protocol()
 
