@@ -226,3 +226,12 @@ def test_getnameinfo_errors(loop, sockaddr, flags):
     got = _outcome(lambda: loop.run_until_complete(loop.getnameinfo(sockaddr, flags)))
     assert isinstance(want, tuple) and issubclass(want[0], Exception)
     assert got == want
+
+
+@pytest.mark.parametrize("host", ["::1", "fe80::1%1", "127.0.0.1"])
+def test_resolver_path_formats_addresses_as_socket_does(uv_loop, host):
+    # Numeric hosts normally take the fast path; push them through libuv's
+    # resolver to check its sockaddr conversion (scope id only in item 4).
+    got = uv_loop.run_until_complete(
+        uv_loop._uv_getaddrinfo(host, 80, 0, socket.SOCK_STREAM, 0, 0))
+    assert got == socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)

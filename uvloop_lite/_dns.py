@@ -101,14 +101,9 @@ def sockaddr_to_tuple(addr: Any) -> Any:
         buf = ffi.new("char[]", 64)
         lib.uv_ip6_name(sin6, buf, 64)
         host = ffi.string(buf).decode("ascii")
-        scope = sin6.sin6_scope_id
-        if scope:
-            try:
-                host += "%" + socket.if_indextoname(scope)
-            except OSError:
-                host += f"%{scope}"
+        # As Python shows it: the scope id only in the 4th item, not as "%if".
         return (host, socket.ntohs(sin6.sin6_port),
-                socket.ntohl(sin6.sin6_flowinfo), scope)
+                socket.ntohl(sin6.sin6_flowinfo), sin6.sin6_scope_id)
     return (family, b"")
 
 
