@@ -225,3 +225,28 @@ def test_listening_fd_closed_under_the_server(loop):
 
     import errno
     assert loop.run_until_complete(main()) == [errno.EBADF, False, b"alive"]
+
+
+def test_transport_closed_before_connection_made(loop):
+    # Both loops: connection_made() still runs, then connection_lost(None).
+    import socket as _socket
+    events = []
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport):
+            events.append("made")
+
+        def connection_lost(self, exc):
+            events.append(("lost", exc))
+            done.set_result(None)
+
+    done = loop.create_future()
+    a, b = _socket.socketpair()
+    a.setblocking(False)
+    try:
+        transport = loop._make_socket_transport(a, Proto())
+        transport.close()
+        loop.run_until_complete(asyncio.wait_for(done, 5))
+    finally:
+        b.close()
+    assert events == ["made", ("lost", None)]

@@ -128,10 +128,8 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._loop.call_soon(self._connection_made, waiter)
 
     def _connection_made(self, waiter: futures.Future | None) -> None:
-        if self._closing:
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(ConnectionError("transport closed before connection_made"))
-            return
+        # Also when the transport was closed meanwhile: as with asyncio, the
+        # protocol then sees connection_made() and right after connection_lost().
         self._protocol_connected = True
         try:
             self._protocol.connection_made(self)
@@ -140,7 +138,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             # asyncio, which runs these as separate callbacks.
             if self._reading and not self._closing:
                 self._read_start()
-            if waiter is not None and not waiter.cancelled():
+            if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
     # -- protocol ----------------------------------------------------------------
