@@ -1,8 +1,8 @@
 """Server benchmarks: asyncio's loop, uvloop (when it is importable) and
 uvloop_lite serving the same workloads, side by side, in one run.
 
-    python bench/run.py                  # every workload, about 3 minutes
-    python bench/run.py --quick          # one shorter measurement per cell, about 75 s
+    python bench/run.py                  # every workload, about 4 minutes
+    python bench/run.py --quick          # one shorter measurement per cell, about 100 s
     python bench/run.py --json           # machine-readable results on stdout
     python bench/run.py --modes proto,streams --sizes 1024 --loops asyncio,uvloop_lite
 
@@ -13,6 +13,9 @@ Workloads (bench/servers.py), each with 1 KiB, 10 KiB and 100 KiB messages
 ``streams``  echo server on ``asyncio.start_server`` (read / write / drain)
 ``sock``     echo server on ``sock_accept`` / ``sock_recv`` / ``sock_sendall``
 ``http``     HTTP/1.1 keep-alive server (minimal parsing, fixed body)
+``tls``      the ``proto`` echo server with ``ssl=`` (TLS 1.3); the client's
+             loop links OpenSSL (bench/loadgen_tls.c), or is Python's ssl
+             when that cannot be built (with a note: it caps the rate)
 
 Every server runs in its own process pinned to one CPU; the load client
 (bench/client.py: N keep-alive connections, one request in flight on each,
@@ -42,7 +45,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MODES = ("proto", "streams", "sock", "http")
+MODES = ("proto", "streams", "sock", "http", "tls")
 SIZES = (1024, 10 * 1024, 100 * 1024)
 ALL_LOOPS = ("asyncio", "uvloop", "uvloop_lite")
 
@@ -107,7 +110,8 @@ def measure(server: Server, mode: str, size: int, args: argparse.Namespace,
     cmd = [sys.executable, os.path.join(HERE, "client.py"), "--port", str(server.port),
            "--mode", mode, "--size", str(size), "--conns", str(args.conns),
            "--duration", str(args.duration), "--warmup", str(args.warmup),
-           "--server-pid", str(server.proc.pid), "--engine", args.client]
+           "--server-pid", str(server.proc.pid),
+           "--engine", args.tls_client if mode == "tls" else args.client]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, env=_env(), cwd=ROOT, check=True,
@@ -153,6 +157,7 @@ def _result(res: Dict[str, Any]) -> Dict[str, Any]:
         "client_cpu": round(res["client_cpu"], 3),
         "cpu_us_per_req": None if not cpu else round(cpu * 1e6 / res["rps"], 2),
         "client": res["engine"],
+        **({"tls": res["tls"]} if "tls" in res else {}),
     }
 
 
@@ -258,10 +263,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--client", choices=("auto", "c", "python"), default="auto",
                     help="load client's request loop: C (built with cffi on first "
                          "use) or Python; auto: C if it builds")
-    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated (all)")
-    ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES),
-                    help="comma-separated message sizes in bytes (1024,10240,102400)")
-    ap.add_argument("--loops", default=",".join(ALL_LOOPS), help="comma-separated (all)")
+    # Lists: comma- or space-separated (--modes proto,tls or --modes proto tls).
+    ap.add_argument("--modes", nargs="+", default=[",".join(MODES)],
+                    help=f"workloads, comma- or space-separated ({','.join(MODES)})")
+    ap.add_argument("--sizes", nargs="+", default=[",".join(str(s) for s in SIZES)],
+                    help=f"message sizes in bytes ({','.join(str(s) for s in SIZES)})")
+    ap.add_argument("--loops", nargs="+", default=[",".join(ALL_LOOPS)],
+                    help=f"loops ({','.join(ALL_LOOPS)}; uvloop if it imports)")
     args = ap.parse_args(argv)
     if args.duration is None:
         args.duration = 1.5 if args.quick else 2.0
@@ -269,12 +277,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.warmup = 0.5
     if args.repeat is None:
         args.repeat = 1 if args.quick else 2
-    args.modes = [m for m in args.modes.split(",") if m]
-    args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    args.modes = [m for m in ",".join(args.modes).split(",") if m]
+    args.sizes = [int(s) for s in ",".join(args.sizes).split(",") if s]
     for m in args.modes:
         if m not in MODES:
             ap.error(f"unknown mode {m!r}")
-    loops = available_loops([name for name in args.loops.split(",") if name])
+    loops = available_loops([name for name in ",".join(args.loops).split(",") if name])
     if not loops:
         ap.error("no loop to run")
     if args.client != "python":
@@ -286,6 +294,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             ap.error("the C load client could not be built (cffi and a C compiler needed)")
         else:
             args.client = "python"
+    # tls: C with OpenSSL if that builds (libssl's headers: libssl-dev),
+    # else Python's ssl, which is slower than the servers (a note says so).
+    args.tls_client, tls_note = args.client, None
+    if "tls" in args.modes and args.client == "c":
+        why = client.c_tls_unavailable()
+        if why:
+            args.tls_client = "python"
+            tls_note = (f"the C TLS client could not be built ({why}; OpenSSL's headers are "
+                        f"in libssl-dev): tls uses the Python one, which is slower than the "
+                        f"servers: where a server is below 90% busy (*), the client set the rate")
 
     def log(text: str) -> None:
         if not args.json:
@@ -299,6 +317,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "platform": platform.platform(),
         "versions": versions(loops),
         "client": args.client,
+        "tls_client": args.tls_client if "tls" in args.modes else None,
         "duration": args.duration, "warmup": args.warmup, "repeat": args.repeat,
         "conns": args.conns,
         "loadavg_before": os.getloadavg()[0],
@@ -311,6 +330,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{args.duration:g} s per measurement after {args.warmup:g} s warm-up, best of "
         f"{args.repeat}; server on CPU {info['pinning']['server']}, client on CPU "
         f"{info['pinning']['client']}; load average {info['loadavg_before']:.2f}")
+    if "tls" in args.modes:
+        import ssl
+        log(f"tls: servers on Python's ssl ({ssl.OPENSSL_VERSION}), client's loop in "
+            f"{'C on OpenSSL' if args.tls_client == 'c' else 'Python (ssl)'}")
+        if tls_note:
+            log(f"NOTE: {tls_note}")
     log("")
     log(format_header(loops, "rps"))
     t0 = time.monotonic()

@@ -10,6 +10,9 @@ until it is killed.  The same server code runs on every loop:
 ``sock``     echo with ``loop.sock_accept`` / ``sock_recv`` / ``sock_sendall``
 ``http``     HTTP/1.1 keep-alive on a Protocol: request line and headers parsed,
              ``GET /<n>`` answered with a fixed body of n bytes
+``tls``      the ``proto`` echo server with ``ssl=``: the loop's TLS (asyncio's
+             sslproto on asyncio and uvloop_lite, uvloop's own on uvloop), with
+             tests/data/localhost-cert.pem and localhost-key.pem
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import sys
 from typing import Any, Callable, Dict, Optional
 
 LOOPS = ("asyncio", "uvloop", "uvloop_lite")
-MODES = ("proto", "streams", "sock", "http")
+MODES = ("proto", "streams", "sock", "http", "tls")
+_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data")
+TLS_CERT = os.path.join(_DATA, "localhost-cert.pem")
+TLS_KEY = os.path.join(_DATA, "localhost-key.pem")
 
 # Big enough for a whole 100 KiB message in one read, as uvloop's own
 # benchmarks do; the same on every loop.
@@ -203,6 +209,12 @@ async def serve(mode: str, port: int) -> None:
         server = await asyncio.start_server(echo_streams, "127.0.0.1", port, backlog=128)
     elif mode == "http":
         server = await loop.create_server(HttpProtocol, "127.0.0.1", port, backlog=128)
+    elif mode == "tls":
+        import ssl
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(TLS_CERT, TLS_KEY)
+        server = await loop.create_server(EchoProtocol, "127.0.0.1", port, backlog=128,
+                                          ssl=ctx)
     else:
         raise ValueError(f"unknown mode {mode!r}")
     bound = server.sockets[0].getsockname()[1]
