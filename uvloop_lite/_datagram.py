@@ -15,8 +15,7 @@ from asyncio import constants, transports, trsock
 from asyncio.log import logger
 from typing import Any
 
-from ._errors import report_transport_error
-from ._handles.udp import UVUDPTransport
+from ._handles.udp import DatagramCommon, UVUDPTransport, _set_result_unless_cancelled
 
 __all__ = ["DatagramTransport", "DatagramMixin"]
 
@@ -25,7 +24,8 @@ _SEND_EMPTY = sys.version_info >= (3, 13)
 _HEADER = 8 if sys.version_info >= (3, 13) else 0
 
 
-class DatagramTransport(transports._FlowControlMixin, transports.DatagramTransport):
+class DatagramTransport(DatagramCommon, transports._FlowControlMixin,
+                        transports.DatagramTransport):
     max_size = 256 * 1024   # bytes asked of each recvfrom()
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
@@ -54,39 +54,11 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
-    def _start_reading(self) -> None:
-        if not self._closing and not self._paused:
-            self._loop._add_reader(self._sock_fd, self._read_ready)
-
-    # -- protocol and state ------------------------------------------------------
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-        self._protocol_connected = True
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def is_reading(self) -> bool:
-        return not self._closing and not self._paused
-
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._loop._remove_reader(self._sock_fd)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
+    def _recv_start(self) -> None:
         self._loop._add_reader(self._sock_fd, self._read_ready)
 
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
+    def _recv_stop(self) -> None:
+        self._loop._remove_reader(self._sock_fd)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -183,13 +155,6 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
             self._loop._remove_writer(self._sock_fd)
             self._loop.call_soon(self._call_connection_lost, None)
 
-    def abort(self) -> None:
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        report_transport_error(self, exc, message)
-        self._force_close(exc)
-
     def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
             return
@@ -217,11 +182,6 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else ("closing" if self._closing else "open")
         return f"<{type(self).__name__} fd={self._sock_fd} {state}>"
-
-
-def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
-    if not fut.cancelled():
-        fut.set_result(result)
 
 
 class DatagramMixin:

@@ -136,7 +136,63 @@ def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
 
 # _FlowControlMixin: asyncio's own pause/resume logic, and asyncio's datagram
 # transport is one (it is an asyncio.Transport too), as in _datagram.py.
-class UVUDPTransport(UVHandle, transports._FlowControlMixin, transports.DatagramTransport):
+class DatagramCommon:
+    """What both datagram transports share (this one and the uv_poll one in
+    _datagram.py): protocol, reading state, fatal errors.  A subclass starts
+    and stops receiving in ``_recv_start``/``_recv_stop``."""
+
+    _protocol: Any
+    _protocol_connected: bool
+    _closing: bool
+    _paused: bool
+    _buffer_size: int
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._recv_stop()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._recv_start()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def _start_reading(self) -> None:
+        if not self._closing and not self._paused:
+            self._recv_start()
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        report_transport_error(self, exc, message)
+        self._force_close(exc)
+
+
+class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
+                     transports.DatagramTransport):
     """A UDP socket (IPv4/IPv6) as an asyncio DatagramTransport on uv_udp_t."""
 
     _ctype = "uv_udp_t *"
@@ -189,45 +245,7 @@ class UVUDPTransport(UVHandle, transports._FlowControlMixin, transports.Datagram
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
-    # -- protocol and state ------------------------------------------------------
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-        self._protocol_connected = True
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def is_reading(self) -> bool:
-        return not self._closing and not self._paused
-
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._recv_stop()
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._recv_start()
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
-
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
-
     # -- receiving -------------------------------------------------------------------
-
-    def _start_reading(self) -> None:
-        if not self._closing and not self._paused:
-            self._recv_start()
 
     def _recv_start(self) -> None:
         # As asyncio's add_reader(): a new Handle, in the caller's context.
@@ -488,13 +506,6 @@ class UVUDPTransport(UVHandle, transports._FlowControlMixin, transports.Datagram
         if not self._pending and not self._deferred:
             self._conn_lost += 1
             self._loop.call_soon(self._call_connection_lost, None)
-
-    def abort(self) -> None:
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
-        report_transport_error(self, exc, message)
-        self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
