@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import collections
 import socket
-import sys
-from asyncio import constants, transports, trsock
-from asyncio.log import logger
+from asyncio import transports, trsock
 from typing import Any
 
-from ._handles.udp import DatagramCommon, UVUDPTransport, _set_result_unless_cancelled
+from ._handles.udp import (
+    _HEADER, _SKIP, DatagramCommon, UVUDPTransport, _set_result_unless_cancelled)
 
 __all__ = ["DatagramTransport", "DatagramMixin"]
-
-# 3.13 sends empty datagrams and counts 8 header bytes per queued datagram.
-_SEND_EMPTY = sys.version_info >= (3, 13)
-_HEADER = 8 if sys.version_info >= (3, 13) else 0
 
 
 class DatagramTransport(DatagramCommon, transports._FlowControlMixin,
@@ -81,19 +76,8 @@ class DatagramTransport(DatagramCommon, transports._FlowControlMixin,
     # -- sending ---------------------------------------------------------------------
 
     def sendto(self, data: Any, addr: Any = None) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data argument must be a bytes-like object, "
-                            f"not {type(data).__name__!r}")
-        if not data and not _SEND_EMPTY:
-            return
-        if self._address:
-            if addr not in (None, self._address):
-                raise ValueError(f"Invalid address: must be None or {self._address}")
-            addr = self._address
-        if self._conn_lost and self._address:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+        addr = self._sendto_checks(data, addr)
+        if addr is _SKIP:
             return
         if not self._buffer:
             try:

@@ -136,6 +136,9 @@ def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
 
 # _FlowControlMixin: asyncio's own pause/resume logic, and asyncio's datagram
 # transport is one (it is an asyncio.Transport too), as in _datagram.py.
+_SKIP = object()   # _sendto_checks(): nothing to send
+
+
 class DatagramCommon:
     """What both datagram transports share (this one and the uv_poll one in
     _datagram.py): protocol, reading state, fatal errors.  A subclass starts
@@ -146,6 +149,8 @@ class DatagramCommon:
     _closing: bool
     _paused: bool
     _buffer_size: int
+    _address: Any
+    _conn_lost: int
 
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
@@ -182,6 +187,25 @@ class DatagramCommon:
     def _start_reading(self) -> None:
         if not self._closing and not self._paused:
             self._recv_start()
+
+    def _sendto_checks(self, data: Any, addr: Any) -> Any:
+        """asyncio's checks before a datagram is sent: the address to send to,
+        or _SKIP when there is nothing to send (as the Python version says)."""
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if not data and not _SEND_EMPTY:
+            return _SKIP
+        if self._address:
+            if addr not in (None, self._address):
+                raise ValueError(f"Invalid address: must be None or {self._address}")
+            addr = self._address
+        if self._conn_lost and self._address:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return _SKIP
+        return addr
 
     def abort(self) -> None:
         self._force_close(None)
@@ -307,19 +331,8 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         return sa
 
     def sendto(self, data: Any, addr: Any = None) -> None:
-        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data argument must be a bytes-like object, "
-                            f"not {type(data).__name__!r}")
-        if not data and not _SEND_EMPTY:
-            return
-        if self._address:
-            if addr not in (None, self._address):
-                raise ValueError(f"Invalid address: must be None or {self._address}")
-            addr = self._address
-        if self._conn_lost and self._address:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+        addr = self._sendto_checks(data, addr)
+        if addr is _SKIP:
             return
         if type(data) is bytes and not self._pending and not self._deferred:
             # The common case, inline: bytes, nothing queued, a known address.
