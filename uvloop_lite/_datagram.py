@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import socket
-from asyncio import transports, trsock
+from asyncio import transports
 from typing import Any
 
 from ._handles.udp import (
@@ -26,13 +26,7 @@ class DatagramTransport(DatagramCommon, transports._FlowControlMixin,
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
                  address: Any = None, waiter: Any = None, extra: dict | None = None) -> None:
         transports._FlowControlMixin.__init__(self, extra, loop)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        for key, method in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
-            if key not in self._extra:
-                try:
-                    self._extra[key] = method()
-                except OSError:
-                    self._extra[key] = None
+        self._record_socket(sock)
         self._sock: socket.socket | None = sock
         self._sock_fd = sock.fileno()
         self._protocol = protocol

@@ -123,6 +123,19 @@ class _Request:
     def cancel(self) -> None:
         lib.uv_cancel(ffi.cast("uv_req_t *", self.req))
 
+    async def wait(self, rc: int) -> Any:
+        """The result, once libuv's callback came (``rc``: what submitting
+        the request returned); cancelled with the awaiting task."""
+        if rc < 0:
+            self.done()
+            raise gai_error(rc)
+        try:
+            return await self.fut
+        except BaseException:
+            if not self.fut.done():
+                self.cancel()
+            raise
+
     def done(self) -> None:
         self.req.data = ffi.NULL
         self.loop._dns_requests.discard(self)
@@ -180,15 +193,7 @@ class DnsMixin:
         request.keep += [hints, c_node, c_service]
         rc = lib.uv_getaddrinfo(self._uv, request.req, lib.uvl_on_getaddrinfo,
                                 c_node, c_service, hints)
-        if rc < 0:
-            request.done()
-            raise gai_error(rc)
-        try:
-            return await request.fut
-        except BaseException:
-            if not request.fut.done():
-                request.cancel()
-            raise
+        return await request.wait(rc)
 
     async def getnameinfo(self, sockaddr: tuple, flags: int = 0) -> tuple[str, str]:
         """Reverse-resolve ``sockaddr`` as socket.getnameinfo() does, without
@@ -232,15 +237,7 @@ class DnsMixin:
         request.keep.append(sa)
         rc = lib.uv_getnameinfo(self._uv, request.req, lib.uvl_on_getnameinfo,
                                 ffi.cast("struct sockaddr *", sa), flags)
-        if rc < 0:
-            request.done()
-            raise gai_error(rc)
-        try:
-            return await request.fut
-        except BaseException:
-            if not request.fut.done():
-                request.cancel()
-            raise
+        return await request.wait(rc)
 
     def _cancel_dns(self) -> None:
         for request in list(self._dns_requests):

@@ -151,6 +151,17 @@ class DatagramCommon:
     _buffer_size: int
     _address: Any
     _conn_lost: int
+    _extra: dict
+
+    def _record_socket(self, sock: socket.socket) -> None:
+        """Extra info known at the start, as asyncio records it."""
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        for key, method in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+            if key not in self._extra:
+                try:
+                    self._extra[key] = method()
+                except OSError:
+                    self._extra[key] = None
 
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
@@ -226,13 +237,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
                  address: Any = None, waiter: Any = None, extra: dict | None = None) -> None:
         UVHandle.__init__(self, loop)
         transports._FlowControlMixin.__init__(self, extra, loop)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        for key, method in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
-            if key not in self._extra:
-                try:
-                    self._extra[key] = method()
-                except OSError:
-                    self._extra[key] = None
+        self._record_socket(sock)
         self._sock: socket.socket | None = sock
         self._sock_fd = sock.fileno()
         self._family = sock.family
