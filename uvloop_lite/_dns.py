@@ -10,6 +10,7 @@ fast path: socket.getaddrinfo() itself, at once, since it cannot block then.
 from __future__ import annotations
 
 import operator
+import platform
 import socket
 from asyncio.log import logger
 from typing import Any
@@ -23,6 +24,9 @@ __all__ = ["DnsMixin"]
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _UV_EAI_CANCELED = lib.UV_EAI_CANCELED
+# How this Python's socket module writes a scoped IPv6 host: CPython keeps the
+# scope id in the 4th item only, PyPy also appends "%<interface>".
+_SCOPE_IN_HOST = platform.python_implementation() == "PyPy"
 
 
 def _is_numeric_host(host: Any) -> bool:
@@ -101,9 +105,13 @@ def sockaddr_to_tuple(addr: Any) -> Any:
         buf = ffi.new("char[]", 64)
         lib.uv_ip6_name(sin6, buf, 64)
         host = ffi.string(buf).decode("ascii")
-        # As Python shows it: the scope id only in the 4th item, not as "%if".
+        scope = sin6.sin6_scope_id
+        if scope and _SCOPE_IN_HOST:
+            # libc's own numeric form, "%<interface>" included (no lookup).
+            host = socket.getnameinfo((host, 0, 0, scope),
+                                      socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
         return (host, socket.ntohs(sin6.sin6_port),
-                socket.ntohl(sin6.sin6_flowinfo), sin6.sin6_scope_id)
+                socket.ntohl(sin6.sin6_flowinfo), scope)
     return (family, b"")
 
 
