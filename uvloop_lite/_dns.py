@@ -252,23 +252,31 @@ class DnsMixin:
             request.cancel()
 
 
-@ffi.def_extern(onerror=callback_error)
-def uvl_on_getaddrinfo(req: Any, status: int, res: Any) -> None:
+def _settle(req: Any, status: int) -> _Request | None:
+    """The request libuv's callback is for, if its future still awaits a
+    result; an error or a cancellation is delivered here."""
     data = req.data
     if data == ffi.NULL:
-        lib.uv_freeaddrinfo(res)
-        return
+        return None
     request = ffi.from_handle(data)
     request.done()
+    fut = request.fut
+    if fut.done() or request.loop.is_closed():
+        return None
+    if status < 0:
+        if status == _UV_EAI_CANCELED:
+            fut.cancel()
+        else:
+            fut.set_exception(gai_error(status))
+        return None
+    return request
+
+
+@ffi.def_extern(onerror=callback_error)
+def uvl_on_getaddrinfo(req: Any, status: int, res: Any) -> None:
     try:
-        fut = request.fut
-        if fut.done() or request.loop.is_closed():
-            return
-        if status < 0:
-            if status != _UV_EAI_CANCELED:
-                fut.set_exception(gai_error(status))
-            elif not request.loop.is_closed():
-                fut.cancel()
+        request = _settle(req, status)
+        if request is None:
             return
         result = []
         ai = res
@@ -279,26 +287,14 @@ def uvl_on_getaddrinfo(req: Any, status: int, res: Any) -> None:
                            _enum(socket.SocketKind, ai.ai_socktype),
                            ai.ai_protocol, canon, sockaddr_to_tuple(ai.ai_addr)))
             ai = ai.ai_next
-        fut.set_result(result)
+        request.fut.set_result(result)
     finally:
         lib.uv_freeaddrinfo(res)
 
 
 @ffi.def_extern(onerror=callback_error)
 def uvl_on_getnameinfo(req: Any, status: int, hostname: Any, service: Any) -> None:
-    data = req.data
-    if data == ffi.NULL:
-        return
-    request = ffi.from_handle(data)
-    request.done()
-    fut = request.fut
-    if fut.done() or request.loop.is_closed():
-        return
-    if status < 0:
-        if status != _UV_EAI_CANCELED:
-            fut.set_exception(gai_error(status))
-        elif not request.loop.is_closed():
-            fut.cancel()
-        return
-    fut.set_result((ffi.string(hostname).decode("utf-8", "replace"),
-                    ffi.string(service).decode("utf-8", "replace")))
+    request = _settle(req, status)
+    if request is not None:
+        request.fut.set_result((ffi.string(hostname).decode("utf-8", "replace"),
+                                ffi.string(service).decode("utf-8", "replace")))

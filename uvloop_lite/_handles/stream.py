@@ -23,7 +23,6 @@ import collections
 import os
 import socket
 import sys
-import warnings
 from asyncio import constants, futures, protocols, transports, trsock
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any, Callable
@@ -96,14 +95,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         """Attach to a connected ``sock``; it stays the transport's socket
         (extra info 'socket') and is closed with the transport."""
         _open_dup(self, sock)
-        self._sock = sock
-        # As asyncio does, for a socket we were handed: known even after close.
-        for key, method in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
-            if key not in self._extra:
-                try:
-                    self._extra[key] = method()
-                except OSError:
-                    pass
+        self._sock = sock   # _start() records its addresses
         self._accepted()
 
     def _start(self, waiter: futures.Future | None) -> None:
@@ -513,7 +505,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         the transport), for transports not made from a Python socket."""
         if self._sock is None and self._state == OPEN:
             try:
-                fd = _dup(self._fileno())
+                fd = os.dup(self._fileno())
             except OSError:
                 return None
             try:
@@ -565,15 +557,6 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             info.append("reading" if self.is_reading() else "idle")
             info.append(f"write=<bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))
-
-    def __del__(self, _warn: Any = warnings.warn) -> None:
-        # Only reachable for a transport whose handle never opened: an open one
-        # is held by loop._handles until libuv's close callback.
-        pass
-
-
-def _dup(fd: int) -> int:
-    return os.dup(fd)
 
 
 def _open_dup(handle: Any, sock: socket.socket) -> None:
