@@ -245,6 +245,137 @@ def test_cancelled_sock_recv_leaves_no_poll_handle(uv_loop):
     assert uv_loop.run_until_complete(main()) == ({}, 1, 1)
 
 
+def test_echo_loop_keeps_one_poll_per_socket(uv_loop):
+    """Waits of sock_recv/sock_sendall on one socket re-arm the same uv_poll_t
+    instead of opening and closing one per wait."""
+    def polls():
+        return uv_loop._uv_handle_stats().get("UVPoll", (0, 0))
+
+    async def echo(sock):
+        while True:
+            data = await uv_loop.sock_recv(sock, 100)
+            if not data:
+                return
+            await uv_loop.sock_sendall(sock, data)
+
+    async def main():
+        a, b = _pair()
+        with a, b:
+            server = asyncio.ensure_future(echo(b))
+            before = polls()
+            replies = []
+            for i in range(50):
+                await uv_loop.sock_sendall(a, b"%d" % i)
+                replies.append(await uv_loop.sock_recv(a, 100))
+            a.shutdown(socket.SHUT_WR)
+            await server
+            opened = polls()[0] - before[0]
+        return replies, opened
+
+    replies, opened = uv_loop.run_until_complete(main())
+    assert replies == [b"%d" % i for i in range(50)]
+    assert opened == 2   # one per socket, not one per wait
+
+
+def _fill_fds_below(fd):
+    """Open fds until every number below ``fd`` is taken; return them."""
+    held = []
+    while True:
+        new = os.dup(0)
+        if new >= fd:
+            os.close(new)
+            return held
+        held.append(new)
+
+
+def _fd_reused(old, new):
+    if new.fileno() != old:   # pragma: no cover - another thread took the fd
+        pytest.skip("the fd number was not reused")
+
+
+def test_closed_socket_fd_reused_by_new_socket_in_same_step(loop):
+    """A socket closed right after a sock_* call, its fd number taken by a new
+    socket that a sock_* call waits on in the same loop iteration: the new
+    socket is watched afresh (the kernel dropped the old registration)."""
+    async def main():
+        a, b = _pair()
+        with b:
+            sender = asyncio.ensure_future(loop.sock_sendall(b, b"one"))
+            first = await loop.sock_recv(a, 100)       # waited: data came later
+            fd = a.fileno()
+            a.close()
+            c, d = _pair()
+            with c, d:
+                _fd_reused(fd, c)
+                loop.call_soon(d.send, b"two")
+                # Awaited here, not in a new task: the wait starts in this step.
+                guard = loop.call_later(5, asyncio.current_task().cancel)
+                second = await loop.sock_recv(c, 100)
+                guard.cancel()
+            await sender
+        return first, second
+
+    assert loop.run_until_complete(main()) == (b"one", b"two")
+
+
+def test_closed_socket_fd_reused_by_transport_in_same_step(uv_loop):
+    """As above, but the fd number goes to a transport's duplicate of its
+    socket's fd, which libuv watches for writing in the same iteration."""
+    size = 8 * MIB
+
+    async def main():
+        # libuv opens a spare fd with its first stream: have that done.
+        warm, other = _pair()
+        with other:
+            uv_loop._make_socket_transport(warm, asyncio.Protocol()).close()
+        x, y = _pair()
+        a, b = _pair()
+        with b, y:
+            sender = asyncio.ensure_future(uv_loop.sock_sendall(b, b"one"))
+            first = await uv_loop.sock_recv(a, 100)
+            fd = a.fileno()
+            a.close()
+            holders = _fill_fds_below(fd)   # so that the next fd is a's number
+            transport = uv_loop._make_socket_transport(x, asyncio.Protocol())
+            for held in holders:
+                os.close(held)
+            if transport._fileno() != fd:   # pragma: no cover
+                pytest.skip("the fd number was not reused")
+            transport.write(b"x" * size)     # more than the kernel takes at once
+            received = 0
+            while received < size:
+                data = await asyncio.wait_for(uv_loop.sock_recv(y, MIB), 5)
+                received += len(data)
+            transport.close()
+            await sender
+            await asyncio.sleep(0)
+        return first, received
+
+    assert uv_loop.run_until_complete(main()) == (b"one", size)
+
+
+def test_add_reader_on_regular_file_after_socket_closed(loop):
+    """A regular file taking the number of a socket that sock_* calls watched:
+    add_reader refuses it as asyncio's epoll does (no abort in libuv)."""
+    async def main():
+        a, b = _pair()
+        with b:
+            sender = asyncio.ensure_future(loop.sock_sendall(b, b"one"))
+            first = await loop.sock_recv(a, 100)
+            await sender
+            fd = a.fileno()
+            a.close()
+            with tempfile.TemporaryFile() as f:
+                _fd_reused(fd, f)
+                with pytest.raises(PermissionError):
+                    loop.add_reader(f.fileno(), lambda: None)
+                assert not loop.remove_reader(f.fileno())
+            await asyncio.sleep(0)
+        return first
+
+    assert loop.run_until_complete(main()) == b"one"
+
+
 def test_debug_mode_rejects_blocking_sockets(loop, loop_kind):
     has_recvfrom = HAS_RECVFROM or loop_kind == "uvloop_lite"
 

@@ -37,7 +37,7 @@ class DatagramTransport(DatagramCommon, transports._FlowControlMixin,
         self._closing = False
         self._conn_lost = 0
         self._paused = False
-        loop._transports[self._sock_fd] = self
+        loop._add_transport(self._sock_fd, self)
         loop.call_soon(self._protocol.connection_made, self)
         loop.call_soon(self._start_reading)
         if waiter is not None:

@@ -159,9 +159,11 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             ms = 0 if delay <= 0 else math.ceil(min(delay, _MAX_WAIT) * 1000.0)
         else:
             ms = -1
-        if self._polls_started:
-            self._check_started_polls()
+        if self._polls_started or self._polls_idle:
+            self._sync_polls()
+        self._uv_running = True
         lib.uvl_run(self._uv, self._wake_ptr, ms)
+        self._uv_running = False
         pending = _base.pending
         if pending.exc is not None:
             exc, pending.exc = pending.exc, None

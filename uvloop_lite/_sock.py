@@ -3,19 +3,32 @@
 ``add_reader``/``add_writer`` keep asyncio's model: one reader and one writer
 Handle per fd, queued on the ready queue when libuv reports the fd ready.
 The ``sock_*`` coroutines try the system call at once and only wait for
-readiness when it would block; a cancelled call removes its watcher.
+readiness when it would block.  A waiting call is the fd's reader or writer
+too (so ``add_reader`` replaces it and ``remove_reader`` drops it, as with
+asyncio), but its step is the loop's own code and runs straight from libuv's
+callback; the coroutine stops watching when it ends, cancelled or not.
+
+A poll left with nothing to watch stays as it is until just before the next
+``uv_run()``, and is closed then, unless a ``sock_*`` call on the same socket
+object watches it again first: an echo loop of ``sock_recv``/``sock_sendall``
+keeps one ``uv_poll_t`` per socket, armed all along, instead of opening and
+closing one per wait (three system calls to open, two to close).  The same
+socket object, open all along, means the same open file, so the kernel's
+registration still holds.  Anything else gets a fresh poll, and the idle ones
+are closed first whenever libuv is about to watch another fd (every new
+handle) or an idle poll goes idle inside ``uv_run()``: libuv lets only one
+watcher per fd number into its table.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
 import io
 import os
 import socket
 import weakref
 from asyncio import events, exceptions
-from typing import Any
+from typing import Any, Callable
 
 from ._handles.poll import DISCONNECT, READABLE, WRITABLE, UVPoll
 
@@ -49,30 +62,65 @@ def _check_sock(loop: Any, sock: socket.socket) -> None:
         raise ValueError("the socket must be non-blocking")
 
 
+class _SockWait:
+    """The reader or writer of a fd while a ``sock_*`` call waits on it:
+    ``step(*args)`` is called when the fd is ready, until the call ends."""
+
+    __slots__ = ("_cancelled", "fd", "step", "args")
+
+    def __init__(self, fd: int, step: Callable[..., Any], args: tuple) -> None:
+        self._cancelled = False
+        self.fd = fd
+        self.step = step
+        self.args = args
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
 class SockMixin:
     """add_reader/add_writer and the sock_* methods of :class:`Loop`."""
 
     _polls: dict[int, UVPoll]
-    _transports: weakref.WeakValueDictionary
+    _transports: dict[int, weakref.ref]
 
     def _init_sock(self) -> None:
         self._polls = {}
-        self._transports = weakref.WeakValueDictionary()  # fd -> transport
+        self._transports = {}                    # fd -> weakref to its transport
         self._polls_started: list[UVPoll] = []   # since the last uv_run()
+        self._polls_idle: list[UVPoll] = []      # to close before the next uv_run()
+        self._uv_running = False
 
     # -- readiness -------------------------------------------------------------
 
+    def _add_transport(self, fd: int, transport: Any) -> None:
+        """Record that ``fd`` belongs to ``transport``: add_reader() and the
+        sock_* methods refuse it while the transport is open."""
+        self._transports[fd] = weakref.ref(transport)
+
     def _ensure_fd_no_transport(self, fd: Any) -> None:
         fileno = _fd_of(fd)
-        transport = self._transports.get(fileno)
-        if transport is not None and not transport.is_closing():
-            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+        ref = self._transports.get(fileno)
+        if ref is not None:
+            transport = ref()
+            if transport is not None and not transport.is_closing():
+                raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
-    def _poll_for(self, fd: int) -> UVPoll:
+    def _poll_for(self, fd: int, sock: socket.socket | None) -> UVPoll:
         poll = self._polls.get(fd)
-        if poll is None:
-            poll = UVPoll(self, fd, self._on_fd_ready)
-            self._polls[fd] = poll
+        if poll is not None:
+            if poll.reader is not None or poll.writer is not None:
+                return poll
+            if sock is not None and poll.sock is sock:
+                return poll   # idle, and the same socket, open all along
+            del self._polls[fd]
+            poll.close()
+        poll = UVPoll(self, fd, self._on_fd_ready)
+        poll.sock = sock
+        self._polls[fd] = poll
         return poll
 
     def _watch(self, poll: UVPoll) -> None:
@@ -83,32 +131,45 @@ class SockMixin:
                 poll.start(events_)
                 self._polls_started.append(poll)
         else:
-            del self._polls[poll.fd]
-            poll.close()
+            if self._uv_running:
+                poll.start(0)
+            self._polls_idle.append(poll)
 
-    def _check_started_polls(self) -> None:
-        """Run right before uv_run().  libuv gives the fd of a poll started
-        since the last run to epoll only then, and aborts the process if that
-        fd was closed meanwhile.  asyncio registers at once, and an fd closed
-        afterwards just never reports: stop watching such an fd the same way
-        (its reader and writer stay registered, as with asyncio)."""
-        polls, self._polls_started = self._polls_started, []
-        for poll in polls:
-            if poll.events and poll.is_open():
-                try:
-                    os.get_inheritable(poll.fd)   # fcntl(F_GETFD): still open?
-                except OSError:
-                    poll.start(0)
+    def _close_idle_polls(self) -> None:
+        """Close the polls left with nothing to watch (see the module's doc)."""
+        idle, self._polls_idle = self._polls_idle, []
+        polls = self._polls
+        for poll in idle:
+            if poll.reader is None and poll.writer is None and polls.get(poll.fd) is poll:
+                del polls[poll.fd]
+                poll.close()
 
-    def _set_watcher(self, fd: Any, which: str, callback: Any, args: tuple) -> events.Handle:
-        """Make ``callback(*args)`` the fd's reader or writer (``which``),
-        replacing (and cancelling) the previous one."""
+    def _sync_polls(self) -> None:
+        """Run right before uv_run().  Close the idle polls.  libuv gives the
+        fd of a poll started since the last run to epoll only now, and aborts
+        the process if that fd was closed meanwhile.  asyncio registers at
+        once, and an fd closed afterwards just never reports: stop watching
+        such an fd the same way (its reader and writer stay registered, as
+        with asyncio)."""
+        if self._polls_idle:
+            self._close_idle_polls()
+        if self._polls_started:
+            started, self._polls_started = self._polls_started, []
+            for poll in started:
+                if poll.events and poll.is_open():
+                    try:
+                        os.get_inheritable(poll.fd)   # fcntl(F_GETFD): still open?
+                    except OSError:
+                        poll.start(0)
+
+    def _set_watcher(self, fd: int, which: str, watcher: Any,
+                     sock: socket.socket | None = None) -> None:
+        """Make ``watcher`` (a Handle or a _SockWait) the fd's reader or
+        writer (``which``), replacing (and cancelling) the previous one."""
         self._check_closed()
-        fd = _fd_of(fd)
-        handle = events.Handle(callback, args, self, None)
-        poll = self._poll_for(fd)
+        poll = self._poll_for(fd, sock)
         old = getattr(poll, which)
-        setattr(poll, which, handle)
+        setattr(poll, which, watcher)
         try:
             self._watch(poll)
         except BaseException:
@@ -117,7 +178,6 @@ class SockMixin:
             raise
         if old is not None:
             old.cancel()
-        return handle
 
     def _clear_watcher(self, fd: Any, which: str) -> bool:
         if self.is_closed():
@@ -131,10 +191,14 @@ class SockMixin:
         return True
 
     def _add_reader(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
-        return self._set_watcher(fd, "reader", callback, args)
+        handle = events.Handle(callback, args, self, None)
+        self._set_watcher(_fd_of(fd), "reader", handle)
+        return handle
 
     def _add_writer(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
-        return self._set_watcher(fd, "writer", callback, args)
+        handle = events.Handle(callback, args, self, None)
+        self._set_watcher(_fd_of(fd), "writer", handle)
+        return handle
 
     def _remove_reader(self, fd: Any) -> bool:
         return self._clear_watcher(fd, "reader")
@@ -150,6 +214,8 @@ class SockMixin:
             if reader is not None:
                 if reader._cancelled:
                     self._remove_reader(poll.fd)
+                elif reader.__class__ is _SockWait:
+                    reader.step(*reader.args)
                 else:
                     self._ready.append(reader)
         if ready & WRITABLE:
@@ -157,6 +223,8 @@ class SockMixin:
             if writer is not None:
                 if writer._cancelled:
                     self._remove_writer(poll.fd)
+                elif writer.__class__ is _SockWait:
+                    writer.step(*writer.args)
                 else:
                     self._ready.append(writer)
 
@@ -188,30 +256,33 @@ class SockMixin:
             poll.reader = poll.writer = None
             poll.close()
         self._polls.clear()
+        self._polls_idle.clear()
+        self._polls_started.clear()
 
     # -- waiting on one socket -----------------------------------------------------
 
-    def _wait_read(self, fut: Any, sock: socket.socket, callback: Any, *args: Any) -> None:
+    def _sock_wait(self, sock: socket.socket, which: str, step: Callable[..., Any],
+                   *args: Any) -> _SockWait:
+        """Make ``step(*args)`` the reader or writer of ``sock``'s fd until
+        :meth:`_sock_unwait`."""
         fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, callback, fut, sock, *args)
-        fut.add_done_callback(functools.partial(self._read_done, fd, handle))
+        wait = _SockWait(fd, step, args)
+        self._set_watcher(fd, which, wait, sock)
+        return wait
 
-    def _wait_write(self, fut: Any, sock: socket.socket, callback: Any, *args: Any) -> None:
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_writer(fd, callback, fut, sock, *args)
-        fut.add_done_callback(functools.partial(self._write_done, fd, handle))
+    def _sock_unwait(self, wait: _SockWait, which: str) -> None:
+        """The sock_* call of ``wait`` ended: stop watching for it, unless
+        another reader/writer replaced it or it was removed meanwhile."""
+        if wait._cancelled:
+            return
+        wait._cancelled = True
+        poll = self._polls.get(wait.fd)
+        if poll is not None and getattr(poll, which) is wait:
+            setattr(poll, which, None)
+            self._watch(poll)
 
-    def _read_done(self, fd: int, handle: events.Handle, fut: Any) -> None:
-        if not handle.cancelled():   # else a newer reader replaced it
-            self._remove_reader(fd)
-
-    def _write_done(self, fd: int, handle: events.Handle, fut: Any) -> None:
-        if not handle.cancelled():
-            self._remove_writer(fd)
-
-    def _retry(self, fut: Any, sock: socket.socket, method: str, *args: Any) -> None:
+    def _retry(self, fut: Any, sock: socket.socket, method: str, args: tuple) -> None:
         """Run one non-blocking attempt for a waiting sock_* call.  The method
         is looked up on each attempt, as asyncio does."""
         if fut.done():
@@ -227,40 +298,42 @@ class SockMixin:
         else:
             fut.set_result(result)
 
-    async def _sock_io(self, sock: socket.socket, write: bool, method: str, *args: Any) -> Any:
+    async def _sock_io(self, sock: socket.socket, which: str, method: str, *args: Any) -> Any:
         _check_sock(self, sock)
         try:
             return getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        wait = self._wait_write if write else self._wait_read
-        wait(fut, sock, self._retry, method, *args)
-        return await fut
+        wait = self._sock_wait(sock, which, self._retry, fut, sock, method, args)
+        try:
+            return await fut
+        finally:
+            self._sock_unwait(wait, which)
 
     # -- the sock_* coroutines ---------------------------------------------------------
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to ``n`` bytes from the non-blocking ``sock``."""
-        return await self._sock_io(sock, False, "recv", n)
+        return await self._sock_io(sock, "reader", "recv", n)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into ``buf``; return the number of bytes received."""
-        return await self._sock_io(sock, False, "recv_into", buf)
+        return await self._sock_io(sock, "reader", "recv_into", buf)
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple:
         """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
-        return await self._sock_io(sock, False, "recvfrom", bufsize)
+        return await self._sock_io(sock, "reader", "recvfrom", bufsize)
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple:
         """Receive a datagram into ``buf``: ``(nbytes, address)``."""
         if not nbytes:
             nbytes = len(buf)
-        return await self._sock_io(sock, False, "recvfrom_into", buf, nbytes)
+        return await self._sock_io(sock, "reader", "recvfrom_into", buf, nbytes)
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
         """Send a datagram to ``address``; return the number of bytes sent."""
-        return await self._sock_io(sock, True, "sendto", data, address)
+        return await self._sock_io(sock, "writer", "sendto", data, address)
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
         """Send all of ``data``; partial sends continue when writable."""
@@ -272,8 +345,12 @@ class SockMixin:
         if n == len(data):
             return
         fut = self.create_future()
-        self._wait_write(fut, sock, self._sendall_step, memoryview(data), [n])
-        return await fut
+        wait = self._sock_wait(sock, "writer", self._sendall_step, fut, sock,
+                               memoryview(data), [n])
+        try:
+            return await fut
+        finally:
+            self._sock_unwait(wait, "writer")
 
     def _sendall_step(self, fut: Any, sock: socket.socket, view: memoryview, pos: list) -> None:
         if fut.done():
@@ -299,20 +376,18 @@ class SockMixin:
             resolved = await self._ensure_resolved(
                 address, family=sock.family, type=sock.type, proto=sock.proto, loop=self)
             _, _, _, _, address = resolved[0]
-        fut = self.create_future()
         try:
             sock.connect(address)
         except (BlockingIOError, InterruptedError):
-            self._wait_write(fut, sock, self._connect_step, address)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
+            pass
         else:
-            fut.set_result(None)
+            return
+        fut = self.create_future()
+        wait = self._sock_wait(sock, "writer", self._connect_step, fut, sock, address)
         try:
             return await fut
         finally:
+            self._sock_unwait(wait, "writer")
             fut = None  # break the cycle through the exception's traceback
 
     def _connect_step(self, fut: Any, sock: socket.socket, address: Any) -> None:
@@ -334,19 +409,28 @@ class SockMixin:
     async def sock_accept(self, sock: socket.socket) -> tuple:
         """Accept a connection: ``(conn, address)``, ``conn`` non-blocking."""
         _check_sock(self, sock)
+        try:
+            conn, address = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            conn.setblocking(False)
+            return conn, address
         fut = self.create_future()
-        self._accept_step(fut, sock, first=True)
-        return await fut
+        wait = self._sock_wait(sock, "reader", self._accept_step, fut, sock)
+        try:
+            return await fut
+        finally:
+            self._sock_unwait(wait, "reader")
 
-    def _accept_step(self, fut: Any, sock: socket.socket, first: bool = False) -> None:
+    def _accept_step(self, fut: Any, sock: socket.socket) -> None:
         if fut.done():
             return
         try:
             conn, address = sock.accept()
             conn.setblocking(False)
         except (BlockingIOError, InterruptedError):
-            if first:
-                self._wait_read(fut, sock, self._accept_step)
+            return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -372,11 +456,15 @@ class SockMixin:
         fut = self.create_future()
         state = _SendfileState(sock, fileno, offset, count, blocksize)
         self._sendfile_step(fut, state)
-        return await fut
+        if fut.done():
+            return fut.result()
+        wait = self._sock_wait(sock, "writer", self._sendfile_step, fut, state)
+        try:
+            return await fut
+        finally:
+            self._sock_unwait(wait, "writer")
 
-    def _sendfile_step(self, fut: Any, state: _SendfileState, *_: Any) -> None:
-        sock = state.sock
-        fd = sock.fileno()
+    def _sendfile_step(self, fut: Any, state: _SendfileState) -> None:
         if fut.done():
             state.seek()
             return
@@ -388,9 +476,9 @@ class SockMixin:
                 fut.set_result(state.sent)
                 return
         try:
-            n = os.sendfile(fd, state.fileno, state.offset, size)
+            n = os.sendfile(state.sock.fileno(), state.fileno, state.offset, size)
         except (BlockingIOError, InterruptedError):
-            n = None
+            return
         except OSError as exc:
             if state.sent == 0:
                 err: BaseException = exceptions.SendfileNotAvailableError("os.sendfile call failed")
@@ -413,14 +501,8 @@ class SockMixin:
             state.seek()
             fut.set_result(state.sent)
             return
-        if n is not None:
-            state.offset += n
-            state.sent += n
-        if not state.waiting:
-            state.waiting = True
-            self._ensure_fd_no_transport(fd)
-            handle = self._add_writer(fd, self._sendfile_step, fut, state)
-            fut.add_done_callback(functools.partial(self._write_done, fd, handle))
+        state.offset += n
+        state.sent += n
 
 
 class _SendfileState:
@@ -434,7 +516,6 @@ class _SendfileState:
         self.count = count
         self.blocksize = blocksize
         self.sent = 0
-        self.waiting = False
 
     def seek(self) -> None:
         # As with asyncio: the file position ends after what was sent.

@@ -51,7 +51,7 @@ class StreamsMixin:
         cls = UnixTransport if _is_unix(sock) else TCPTransport
         transport = cls(self, protocol, extra, server)
         transport._open_socket(sock)
-        self._transports[sock.fileno()] = transport
+        self._add_transport(sock.fileno(), transport)
         transport._start(waiter)
         return transport
 
@@ -248,7 +248,7 @@ class StreamsMixin:
             if resume_reading:
                 transp.resume_reading()
             if not transp.is_closing():
-                self._transports[fd] = transp
+                self._add_transport(fd, transp)
 
 
 def _remove_socket_file(path: Any, ino: int) -> None:

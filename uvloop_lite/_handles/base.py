@@ -90,6 +90,9 @@ class UVHandle:
     _ctype = "uv_handle_t *"
 
     def __init__(self, loop: Loop) -> None:
+        if loop._polls_idle:
+            # Before libuv watches another fd: see _sock.py on idle polls.
+            loop._close_idle_polls()
         self._loop = loop
         self._ptr = ffi.new(self._ctype)
         self._handle = ffi.cast("uv_handle_t *", self._ptr)

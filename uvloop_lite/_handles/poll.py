@@ -36,6 +36,7 @@ class UVPoll(UVHandle):
         self.fd = fd
         self.reader: Any = None
         self.writer: Any = None
+        self.sock: Any = None   # the socket object of the sock_* calls using it
         self._events = 0
         self._callback = callback
         self._init_done(lib.uv_poll_init(loop._uv, self._ptr, fd))

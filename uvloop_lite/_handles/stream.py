@@ -517,7 +517,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             # libuv's fd): non-blocking, as asyncio's transport sockets are.
             self._sock.setblocking(False)
             # add_reader() and friends refuse this fd while the transport lives.
-            self._loop._transports[fd] = self
+            self._loop._add_transport(fd, self)
         return self._sock
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:

@@ -268,7 +268,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
             os.close(fd)
             UVHandle.close(self)
             raise uv_error(rc)
-        loop._transports[self._sock_fd] = self
+        loop._add_transport(self._sock_fd, self)
         loop.call_soon(self._protocol.connection_made, self)
         loop.call_soon(self._start_reading)
         if waiter is not None:
