@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import ipaddress
 import pathlib
 import socket
 import ssl
 import sys
 import uuid
+import weakref
 
 import pytest
 
@@ -681,6 +683,108 @@ def test_write_flow_control_over_tls(loop, server_ctx, client_ctx):
     ok, size, events = loop.run_until_complete(main())
     assert ok and size == 0
     assert events[:3] == ["made", "pause", "resume"] and events[-1] == "lost"
+
+
+def test_closed_connection_releases_its_ssl_contexts(loop, certs):
+    """Nothing of a closed TLS connection (protocol, SSL object, context) is
+    kept alive by the loop or its transports."""
+    ca, cert, key = certs
+
+    async def main():
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(cert, key)
+        client_ctx = ssl.create_default_context(cafile=ca)
+        refs = weakref.ref(server_ctx), weakref.ref(client_ctx)
+        server, tr, cli, srv = await _tls_pair(loop, server_ctx, client_ctx)
+        tr.write(b"ping")
+        await srv.until(4)
+        await _shutdown(server, (tr, cli))
+        await asyncio.wait_for(srv.lost, 30)
+        del server_ctx, client_ctx, server, tr, cli, srv
+        for _ in range(3):
+            await asyncio.sleep(0)
+        # Without a garbage collection: no reference cycle may hold them.
+        return [ref() is None for ref in refs]
+
+    gc.collect()
+    gc.disable()
+    try:
+        released = loop.run_until_complete(main())
+    finally:
+        gc.enable()
+    assert released == [True, True]
+
+
+class _CountingSSLObject(ssl.SSLObject):
+    """An sslobject_class of the application's own: its methods must be used."""
+
+    calls = 0
+
+    def read(self, *args, **kwargs):
+        type(self).calls += 1
+        return super().read(*args, **kwargs)
+
+    def write(self, data):
+        type(self).calls += 1
+        return super().write(data)
+
+
+def test_custom_sslobject_class_is_used(loop, server_ctx, client_ctx):
+    server_ctx.sslobject_class = _CountingSSLObject
+
+    class Echo(Recorder):
+        def data_received(self, chunk):
+            super().data_received(chunk)
+            self.transport.write(chunk)
+
+    async def main():
+        _CountingSSLObject.calls = 0
+        server, tr, cli, srv = await _tls_pair(loop, server_ctx, client_ctx, srv=Echo(loop))
+        for i in range(5):
+            tr.write(b"message %d;" % i)
+        got = await asyncio.wait_for(cli.until(50), 30)
+        await _shutdown(server, (tr, cli))
+        return got, _CountingSSLObject.calls >= 2
+
+    assert loop.run_until_complete(main()) == (
+        b"".join(b"message %d;" % i for i in range(5)), True)
+
+
+def test_buffered_app_protocol_over_tls(loop, server_ctx, client_ctx):
+    """An application BufferedProtocol over TLS gets every byte, in order."""
+    data = payload(MIB, 7)
+
+    class Sink(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(5000)
+            self.got = bytearray()
+            self.done = loop.create_future()
+            self.made = loop.create_future()
+
+        def connection_made(self, transport):
+            self.made.set_result(transport)
+
+        def get_buffer(self, sizehint):
+            # A memoryview: asyncio's sslproto fills a bytearray's slice copy.
+            return memoryview(self.buf)
+
+        def buffer_updated(self, nbytes):
+            self.got += self.buf[:nbytes]
+            if len(self.got) >= len(data) and not self.done.done():
+                self.done.set_result(bytes(self.got))
+
+        def connection_lost(self, exc):
+            pass
+
+    async def main():
+        sink = Sink()
+        server, tr, cli, srv = await _tls_pair(loop, server_ctx, client_ctx, srv=sink)
+        tr.write(data)
+        got = await asyncio.wait_for(sink.done, 30)
+        await _shutdown(server, (tr, cli))
+        return len(got), got == data
+
+    assert loop.run_until_complete(main()) == (len(data), True)
 
 
 def test_abort(loop, server_ctx, client_ctx):

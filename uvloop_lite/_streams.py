@@ -23,6 +23,7 @@ from typing import Any
 from ._handles.pipe import UnixServer, UnixTransport
 from ._handles.stream import UVStreamServer, UVStreamTransport
 from ._handles.tcp import TCPServer, TCPTransport
+from ._tls import SSLProtocol
 
 __all__ = ["StreamsMixin"]
 
@@ -64,7 +65,7 @@ class StreamsMixin:
                                       call_connection_made=call_connection_made)
         if _SSL_SHUTDOWN_TIMEOUT:
             kwargs["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-        return sslproto.SSLProtocol(self, protocol, sslcontext, waiter,
+        return SSLProtocol(self, protocol, sslcontext, waiter,
                                     server_side, server_hostname, **kwargs)
 
     def _make_ssl_transport(self, rawsock: socket.socket, protocol: Any, sslcontext: Any,

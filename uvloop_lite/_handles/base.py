@@ -134,7 +134,11 @@ class UVHandle:
         self._state = CLOSED
         self._ptr.data = ffi.NULL
         self._loop._handle_closed(self)
-        # _self_handle and _ptr go with the wrapper, once nothing else holds it.
+        # libuv is done with both: the handle for ``data`` (which refers back
+        # to the wrapper: dropping it ends that reference cycle, so a closed
+        # wrapper goes as soon as nothing else holds it) and, with the
+        # wrapper, the memory.
+        self._self_handle = None
 
     def __repr__(self) -> str:
         state = ("new", "open", "closing", "closed")[self._state]

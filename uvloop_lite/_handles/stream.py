@@ -67,6 +67,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._protocol_paused = False
         self._protocol: Any = None
         self._buffered = False
+        self._feed: Any = None
         self._server = server
         self._sock: socket.socket | None = None   # Python's view of the fd, if any
         self._closing = False
@@ -137,7 +138,10 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
 
     def set_protocol(self, protocol: protocols.BaseProtocol) -> None:
         was_buffered = self._buffered
-        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        # uvloop_lite's own TLS protocol takes the bytes from the loop's buffer
+        # (see _tls.py); other buffered protocols get theirs from get_buffer().
+        self._feed = getattr(protocol, "_uvl_feed", None)
+        self._buffered = self._feed is None and isinstance(protocol, protocols.BufferedProtocol)
         self._protocol = protocol
         if self._read_started and was_buffered != self._buffered:
             self._read_stop()
@@ -240,6 +244,15 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
                     self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
                 return
             # Plain reads all land in the loop's buffer (uvl_read_start).
+            feed = self._feed
+            if feed is not None:
+                try:
+                    feed(self._loop._read_view[:nread])
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                return
             data = _unpack(self._loop._read_buffer, nread)
             try:
                 self._protocol.data_received(data)
@@ -476,7 +489,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
-            self._protocol = None
+            self._protocol = self._feed = None
             server = self._server
             if server is not None:
                 self._server = None

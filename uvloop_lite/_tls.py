@@ -1,0 +1,181 @@
+"""TLS on uvloop_lite's transports: asyncio's own ``SSLProtocol``, with a
+leaner steady state on the Pythons whose SSLProtocol works on memory BIOs
+(3.11 and later).
+
+The handshake, shutdown, flow control, timeouts and error reporting are
+asyncio's, unchanged.  What changes is the path every record takes once the
+connection is up:
+
+* the transport reads into the loop's buffer and hands the bytes straight to
+  the incoming BIO (``_uvl_feed``), instead of asking for a buffer with
+  ``get_buffer()`` (a second C-to-Python call per read);
+* reading application data stops as soon as neither the incoming BIO nor the
+  SSL object holds any more bytes, instead of asking OpenSSL once more and
+  catching the ``SSLWantReadError`` it raises (an exception per read);
+* a write with nothing queued before it goes straight to OpenSSL;
+* outgoing records are collected only when there are some, and the write
+  flow control is only re-checked then (nothing else changes its input);
+* the application transport's ``write()`` of bytes goes to that path directly,
+  and the flow-control checks return early while below the high-water marks;
+* ``ssl.SSLObject``'s read/write/pending are called on the C object under
+  it, when the context's ``sslobject_class`` is the standard one.
+
+Each keeps the behaviour of the method it replaces; the tests in
+``tests/test_tls.py`` run the same bodies on asyncio's loop and on ours.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from asyncio import sslproto
+from typing import Any
+
+__all__ = ["SSLProtocol"]
+
+if sys.version_info >= (3, 11):
+    _State = sslproto.SSLProtocolState
+    _WRAPPED = _State.WRAPPED
+    _READING = (_State.WRAPPED, _State.FLUSHING)
+    _AGAIN = sslproto.SSLAgainErrors
+
+    class SSLProtocol(sslproto.SSLProtocol):
+        """asyncio's SSLProtocol with the fast paths described above."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            sslobj = self._sslobj
+            # The C object behind a standard SSLObject (its methods only
+            # forward to it); a custom sslobject_class is called as it is.
+            self._uvl_ssl = sslobj._sslobj if type(sslobj) is ssl.SSLObject else sslobj
+
+        def _uvl_feed(self, data: Any) -> None:
+            """buffer_updated() for bytes the transport read into its own
+            buffer, valid during the call only (the BIO copies them)."""
+            self._incoming.write(data)
+            state = self._state
+            if state is _WRAPPED:
+                self._do_read()
+            elif state is _State.DO_HANDSHAKE:
+                self._do_handshake()
+            elif state is _State.FLUSHING:
+                self._do_flush()
+            elif state is _State.SHUTDOWN:
+                self._do_shutdown()
+
+        def _do_read(self) -> None:
+            if self._state not in _READING:
+                return
+            try:
+                if not self._app_reading_paused:
+                    if self._app_protocol_is_buffer:
+                        self._do_read__buffered()
+                    else:
+                        self._do_read__copied()
+                    if self._write_backlog:
+                        self._do_write()
+                    elif self._outgoing.pending:
+                        self._process_outgoing()
+                self._control_ssl_reading()
+            except Exception as ex:
+                self._fatal_error(ex, "Fatal error on SSL protocol")
+
+        def _do_read__copied(self) -> None:
+            sslobj = self._uvl_ssl
+            incoming = self._incoming
+            read = sslobj.read
+            max_size = self.max_size
+            first = None
+            chunks = None
+            chunk = b"1"
+            try:
+                while True:
+                    chunk = read(max_size)
+                    if not chunk:
+                        break   # close_notify
+                    if first is None:
+                        first = chunk
+                    elif chunks is None:
+                        chunks = [first, chunk]
+                    else:
+                        chunks.append(chunk)
+                    # Nothing left to decrypt: another read() would only raise
+                    # SSLWantReadError.
+                    if not incoming.pending and not sslobj.pending():
+                        break
+            except _AGAIN:
+                pass
+            if chunks is not None:
+                self._app_protocol.data_received(b"".join(chunks))
+            elif first is not None:
+                self._app_protocol.data_received(first)
+            if not chunk:
+                self._call_eof_received()
+                self._start_shutdown()
+
+        def _get_app_transport(self) -> Any:
+            if self._app_transport is None and not self._app_transport_created:
+                self._app_transport = _AppTransport(self._loop, self)
+                self._app_transport_created = True
+            return super()._get_app_transport()
+
+        def _write_appdata(self, list_of_data: Any) -> None:
+            if (self._state is not _WRAPPED or self._write_backlog
+                    or len(list_of_data) != 1):
+                super()._write_appdata(list_of_data)
+            else:
+                self._uvl_write(list_of_data[0])
+
+        def _uvl_write(self, data: Any) -> None:
+            """_write_appdata() of one buffer with nothing queued before it,
+            the connection up."""
+            try:
+                try:
+                    count = self._uvl_ssl.write(data)
+                except _AGAIN:
+                    count = 0
+                size = len(data)
+                if count < size:
+                    self._write_backlog.append(data[count:])
+                    self._write_buffer_size += size - count
+                self._process_outgoing()
+            except Exception as ex:
+                self._fatal_error(ex, "Fatal error on SSL protocol")
+
+        def _process_outgoing(self) -> None:
+            if not self._ssl_writing_paused:
+                outgoing = self._outgoing
+                if outgoing.pending:
+                    self._transport.write(outgoing.read())
+            self._control_app_writing()
+
+        def _control_app_writing(self) -> None:
+            if (not self._app_writing_paused and self._outgoing.pending
+                    + self._write_buffer_size < self._outgoing_high_water):
+                return   # below the high-water mark and not paused: nothing to do
+            super()._control_app_writing()
+
+        def _control_ssl_reading(self) -> None:
+            if (not self._ssl_reading_paused
+                    and self._incoming.pending < self._incoming_high_water):
+                return
+            super()._control_ssl_reading()
+
+    class _AppTransport(sslproto._SSLProtocolTransport):
+        """The transport the application sees: write() of bytes goes to the
+        fast path when the protocol can take it there."""
+
+        def write(self, data: Any) -> None:
+            proto = self._ssl_protocol
+            if (type(data) is bytes and data and proto is not None
+                    and proto._state is _WRAPPED and not proto._write_backlog):
+                proto._uvl_write(data)
+            else:
+                super().write(data)
+
+    # Named as asyncio's class, as type() and repr() show it.
+    _AppTransport.__name__ = _AppTransport.__qualname__ = "_SSLProtocolTransport"
+    _AppTransport.__module__ = sslproto.__name__
+
+else:
+    SSLProtocol = sslproto.SSLProtocol
