@@ -60,23 +60,7 @@ def _describe(handle: Handle) -> str:
     return repr(owner) if isinstance(owner, asyncio.Task) else str(handle)
 
 
-class _Handle(Handle):
-    """asyncio's Handle, made by call_soon() outside debug mode: the same
-    object, without Handle.__init__'s debug check."""
-
-    __slots__ = ()
-
-    def __init__(self, callback: Any, args: tuple, loop: Any, context: Any) -> None:
-        self._context = _copy_context() if context is None else context
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
-
-
-_Handle.__name__ = _Handle.__qualname__ = "Handle"   # as repr() shows it
+_new_handle = object.__new__
 
 
 def _report_callback_error(handle: Handle, exc: BaseException) -> None:
@@ -112,6 +96,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._uv = ffi.new("uv_loop_t *")
         check(lib.uv_loop_init(self._uv))
         self._uv_closed = False
+        self._pending = _base.pending_slot()
         self._read_buffer = ffi.new("char[]", _READ_BUFFER_SIZE)
         self._read_view = memoryview(ffi.buffer(self._read_buffer))
         self._read_buffer_desc = ffi.new("uvl_read_buffer_t *", (self._read_buffer, _READ_BUFFER_SIZE))
@@ -171,7 +156,16 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             return handle
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        handle = _Handle(callback, args, self, context)
+        # Handle(callback, args, self, context), without the Python-level
+        # __init__ call and its debug check.
+        handle = _new_handle(Handle)
+        handle._context = _copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
         self._ready.append(handle)
         return handle
 
@@ -195,7 +189,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._uv_running = True
         lib.uvl_run(self._uv, self._wake_ptr, ms)
         self._uv_running = False
-        pending = _base.pending
+        pending = self._pending
         if pending.exc is not None:
             exc, pending.exc = pending.exc, None
             raise exc
@@ -289,6 +283,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._check_closed()
         self._check_running()
         wakeup = self._install_signal_wakeup()
+        self._pending = _base.pending_slot()   # this thread's
         try:
             super().run_forever()
         finally:
@@ -365,7 +360,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         lib.uvl_close_all(self._uv, lib.uvl_on_close)
         # Let every close callback run (and requests in libuv's thread pool end).
         lib.uv_run(self._uv, lib.UV_RUN_DEFAULT)
-        exc, _base.pending.exc = _base.pending.exc, None
+        pending = _base.pending_slot()
+        exc, pending.exc = pending.exc, None
         rc = lib.uv_loop_close(self._uv)
         if rc < 0:  # pragma: no cover - requests still pending in libuv
             _ABANDONED.append((self._uv, self._handles))

@@ -41,19 +41,33 @@ from .._ffi import ffi, lib
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["UVHandle", "NEW", "OPEN", "CLOSING", "CLOSED", "callback_error", "pending"]
+__all__ = ["UVHandle", "NEW", "OPEN", "CLOSING", "CLOSED", "callback_error", "pending_slot"]
 
 NEW, OPEN, CLOSING, CLOSED = range(4)
 
 
-class _Pending(threading.local):
-    """Per thread: a BaseException raised inside a libuv callback, re-raised by
-    the loop once uv_run() has returned."""
+class _Slot:
+    """Where a BaseException raised inside a libuv callback waits for the
+    loop to re-raise it once uv_run() has returned."""
 
-    exc: BaseException | None = None
+    __slots__ = ("exc",)
+
+    def __init__(self) -> None:
+        self.exc: BaseException | None = None
 
 
-pending = _Pending()
+class _PerThread(threading.local):
+    def __init__(self) -> None:
+        self.slot = _Slot()
+
+
+_per_thread = _PerThread()
+
+
+def pending_slot() -> _Slot:
+    """This thread's slot (the loop keeps it: a plain attribute is much
+    cheaper to test each iteration than a thread-local one)."""
+    return _per_thread.slot
 
 
 def callback_error(exc_type: type, exc: BaseException, tb: Any) -> None:
@@ -67,8 +81,9 @@ def callback_error(exc_type: type, exc: BaseException, tb: Any) -> None:
         exc = exc_type()
     if exc.__traceback__ is None and tb is not None:
         exc = exc.with_traceback(tb)
-    if pending.exc is None:
-        pending.exc = exc
+    slot = _per_thread.slot
+    if slot.exc is None:
+        slot.exc = exc
     else:  # a second one in the same iteration: keep the first, report this one
         sys.unraisablehook(_Unraisable(exc, "exception in a libuv callback"))
 

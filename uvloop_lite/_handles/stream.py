@@ -68,6 +68,8 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._protocol: Any = None
         self._buffered = False
         self._feed: Any = None
+        self._plain = False            # reads go to data_received() (set_protocol)
+        self._read_buffer = loop._read_buffer   # where plain reads land
         self._server = server
         self._sock: socket.socket | None = None   # Python's view of the fd, if any
         self._closing = False
@@ -142,6 +144,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         # (see _tls.py); other buffered protocols get theirs from get_buffer().
         self._feed = getattr(protocol, "_uvl_feed", None)
         self._buffered = self._feed is None and isinstance(protocol, protocols.BufferedProtocol)
+        self._plain = self._feed is None and not self._buffered
         self._protocol = protocol
         if self._read_started and was_buffered != self._buffered:
             self._read_stop()
@@ -253,7 +256,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
                 except BaseException as exc:
                     self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
                 return
-            data = _unpack(self._loop._read_buffer, nread)
+            data = _unpack(self._read_buffer, nread)
             try:
                 self._protocol.data_received(data)
             except (SystemExit, KeyboardInterrupt):
@@ -699,7 +702,18 @@ def uvl_on_alloc(handle: Any, suggested_size: int, buf: Any) -> None:
 @ffi.def_extern(onerror=callback_error)
 def uvl_on_stream_read(data: Any, nread: int) -> None:
     # uvl__read_cb (shim.c) passes stream->data, never NULL.
-    _from_handle(data)._on_read(nread, None)
+    self = _from_handle(data)
+    if nread > 0 and self._plain:
+        # _on_read()'s path for bytes read into the loop's buffer and handed
+        # to data_received(), inlined: most reads take it.
+        try:
+            self._protocol.data_received(_unpack(self._read_buffer, nread))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+    else:
+        self._on_read(nread, None)
 
 
 @ffi.def_extern(onerror=callback_error)
