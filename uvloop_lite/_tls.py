@@ -64,6 +64,8 @@ if sys.version_info >= (3, 11):
                 self._do_shutdown()
 
         def _do_read(self) -> None:
+            # asyncio's _do_read() with _do_read__copied() and the early-out
+            # of _control_ssl_reading() inlined.
             if self._state not in _READING:
                 return
             try:
@@ -71,16 +73,19 @@ if sys.version_info >= (3, 11):
                     if self._app_protocol_is_buffer:
                         self._do_read__buffered()
                     else:
-                        self._do_read__copied()
+                        self._uvl_read_copied()
                     if self._write_backlog:
                         self._do_write()
                     elif self._outgoing.pending:
                         self._process_outgoing()
-                self._control_ssl_reading()
+                if (self._ssl_reading_paused
+                        or self._incoming.pending >= self._incoming_high_water):
+                    self._control_ssl_reading()
             except Exception as ex:
                 self._fatal_error(ex, "Fatal error on SSL protocol")
 
-        def _do_read__copied(self) -> None:
+        def _uvl_read_copied(self) -> None:
+            """_do_read__copied(), without the read that only raises."""
             sslobj = self._uvl_ssl
             incoming = self._incoming
             read = sslobj.read
@@ -143,23 +148,14 @@ if sys.version_info >= (3, 11):
                 self._fatal_error(ex, "Fatal error on SSL protocol")
 
         def _process_outgoing(self) -> None:
-            if not self._ssl_writing_paused:
-                outgoing = self._outgoing
-                if outgoing.pending:
-                    self._transport.write(outgoing.read())
-            self._control_app_writing()
-
-        def _control_app_writing(self) -> None:
-            if (not self._app_writing_paused and self._outgoing.pending
-                    + self._write_buffer_size < self._outgoing_high_water):
-                return   # below the high-water mark and not paused: nothing to do
-            super()._control_app_writing()
-
-        def _control_ssl_reading(self) -> None:
-            if (not self._ssl_reading_paused
-                    and self._incoming.pending < self._incoming_high_water):
-                return
-            super()._control_ssl_reading()
+            # With the early-out of _control_app_writing() inlined: below the
+            # high-water mark and not paused, it has nothing to do.
+            outgoing = self._outgoing
+            if not self._ssl_writing_paused and outgoing.pending:
+                self._transport.write(outgoing.read())
+            if (self._app_writing_paused or outgoing.pending + self._write_buffer_size
+                    >= self._outgoing_high_water):
+                self._control_app_writing()
 
     class _AppTransport(sslproto._SSLProtocolTransport):
         """The transport the application sees: write() of bytes goes to the

@@ -68,8 +68,8 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._protocol: Any = None
         self._buffered = False
         self._feed: Any = None
-        self._plain = False            # reads go to data_received() (set_protocol)
         self._read_buffer = loop._read_buffer   # where plain reads land
+        self._read_view = loop._read_view       # the same, as a memoryview
         self._server = server
         self._sock: socket.socket | None = None   # Python's view of the fd, if any
         self._closing = False
@@ -144,7 +144,6 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         # (see _tls.py); other buffered protocols get theirs from get_buffer().
         self._feed = getattr(protocol, "_uvl_feed", None)
         self._buffered = self._feed is None and isinstance(protocol, protocols.BufferedProtocol)
-        self._plain = self._feed is None and not self._buffered
         self._protocol = protocol
         if self._read_started and was_buffered != self._buffered:
             self._read_stop()
@@ -200,7 +199,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             elif self._state == OPEN:
                 lib.uv_read_stop(self._stream)
 
-    # -- reading (called from uvl_on_alloc / uvl_on_read) ---------------------------
+    # -- reading (called from uvl_on_alloc / uvl_on_stream_read) ---------------------
 
     def _on_alloc(self, buf: Any) -> None:
         self._in_alloc = True
@@ -231,38 +230,21 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         buf.base = cbuf
         buf.len = len(cbuf)
 
-    def _on_read(self, nread: int, buf: Any) -> None:
+    def _on_read(self, nread: int) -> None:
+        """What uvl_on_stream_read leaves: a read into a BufferedProtocol's
+        buffer, end of file, errors."""
         if self._stop_after_read:
             self._stop_after_read = False
             if self._state == OPEN:
                 lib.uv_read_stop(self._stream)
-        if nread > 0:
-            if self._buffered:
-                self._read_keep = None
-                try:
-                    self._protocol.buffer_updated(nread)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
-                return
-            # Plain reads all land in the loop's buffer (uvl_read_start).
-            feed = self._feed
-            if feed is not None:
-                try:
-                    feed(self._loop._read_view[:nread])
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
-                return
-            data = _unpack(self._read_buffer, nread)
+        if nread > 0:   # into the buffer get_buffer() returned
+            self._read_keep = None
             try:
-                self._protocol.data_received(data)
+                self._protocol.buffer_updated(nread)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
             return
         self._read_keep = None
         if nread == 0 or self._conn_lost:   # EAGAIN, or an error already reported
@@ -703,17 +685,22 @@ def uvl_on_alloc(handle: Any, suggested_size: int, buf: Any) -> None:
 def uvl_on_stream_read(data: Any, nread: int) -> None:
     # uvl__read_cb (shim.c) passes stream->data, never NULL.
     self = _from_handle(data)
-    if nread > 0 and self._plain:
-        # _on_read()'s path for bytes read into the loop's buffer and handed
-        # to data_received(), inlined: most reads take it.
-        try:
+    if nread <= 0 or self._buffered:
+        self._on_read(nread)
+        return
+    # Bytes read into the loop's buffer: to data_received(), or to our TLS
+    # protocol's BIO (_tls.py).  Inlined here: most reads take this path.
+    feed = self._feed
+    try:
+        if feed is None:
             self._protocol.data_received(_unpack(self._read_buffer, nread))
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-    else:
-        self._on_read(nread, None)
+        else:
+            feed(self._read_view[:nread])
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        self._fatal_error(exc, "Fatal error: protocol.data_received() call failed." if feed is None
+                          else "Fatal error: protocol.buffer_updated() call failed.")
 
 
 @ffi.def_extern(onerror=callback_error)
