@@ -61,6 +61,7 @@ def _describe(handle: Handle) -> str:
 
 
 _new_handle = object.__new__
+_uvl_run = lib.uvl_run
 
 
 def _report_callback_error(handle: Handle, exc: BaseException) -> None:
@@ -99,8 +100,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._pending = _base.pending_slot()
         self._read_buffer = ffi.new("char[]", _READ_BUFFER_SIZE)
         self._read_view = memoryview(ffi.buffer(self._read_buffer))
-        self._read_buffer_desc = ffi.new("uvl_read_buffer_t *", (self._read_buffer, _READ_BUFFER_SIZE))
-        self._uv.data = self._read_buffer_desc
+        self._uv_data = ffi.new("uvl_loop_data_t *", (self._read_buffer, _READ_BUFFER_SIZE))
+        self._uv.data = self._uv_data
         self._init_sock()
         self._init_streams()
         self._init_signals()
@@ -110,7 +111,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # Referenced on purpose: with nothing else to wait for, uv_run blocks
         # on it as asyncio's loop blocks on its self-pipe.
         self._async = UVAsync(self)
-        self._wake_ptr = self._wake_timer._ptr
+        self._uv_data.wake = self._wake_timer._ptr
         self._sig_rsock: socket.socket | None = None
         self._sig_wsock: socket.socket | None = None
         self._sig_poll: UVPoll | None = None
@@ -184,11 +185,9 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             ms = 0 if delay <= 0 else math.ceil(min(delay, _MAX_WAIT) * 1000.0)
         else:
             ms = -1
-        if self._polls_started or self._polls_idle:
+        if self._polls_changed:
             self._sync_polls()
-        self._uv_running = True
-        lib.uvl_run(self._uv, self._wake_ptr, ms)
-        self._uv_running = False
+        _uvl_run(self._uv, ms)
         pending = self._pending
         if pending.exc is not None:
             exc, pending.exc = pending.exc, None

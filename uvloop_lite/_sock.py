@@ -92,7 +92,7 @@ class SockMixin:
         self._transports = {}                    # fd -> weakref to its transport
         self._polls_started: list[UVPoll] = []   # since the last uv_run()
         self._polls_idle: list[UVPoll] = []      # to close before the next uv_run()
-        self._uv_running = False
+        self._polls_changed = False              # either list has polls
 
     # -- readiness -------------------------------------------------------------
 
@@ -130,10 +130,12 @@ class SockMixin:
             if events_ != poll.events:
                 poll.start(events_)
                 self._polls_started.append(poll)
+                self._polls_changed = True
         else:
-            if self._uv_running:
+            if self._uv_data.running:   # inside uv_run(): see the module's doc
                 poll.start(0)
             self._polls_idle.append(poll)
+            self._polls_changed = True
 
     def _close_idle_polls(self) -> None:
         """Close the polls left with nothing to watch (see the module's doc)."""
@@ -151,6 +153,7 @@ class SockMixin:
         once, and an fd closed afterwards just never reports: stop watching
         such an fd the same way (its reader and writer stay registered, as
         with asyncio)."""
+        self._polls_changed = False
         if self._polls_idle:
             self._close_idle_polls()
         if self._polls_started:

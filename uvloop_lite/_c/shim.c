@@ -5,7 +5,7 @@
 #include <errno.h>
 
 /* C-side copies of shim.h's declarations (shim.h itself is cdef, not C). */
-typedef struct { char* base; size_t len; } uvl_read_buffer_t;
+typedef struct { char* base; size_t len; uv_timer_t* wake; int running; } uvl_loop_data_t;
 
 /* The extern "Python" callbacks, which cffi defines as static functions. */
 static void uvl_on_alloc(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
@@ -20,17 +20,26 @@ static void uvl__wake_cb(uv_timer_t* timer) {
     (void)timer;  /* its only job is to end uv_run(UV_RUN_ONCE) */
 }
 
-int uvl_run(uv_loop_t* loop, uv_timer_t* wake, int64_t timeout_ms) {
-    if (timeout_ms == 0)
-        return uv_run(loop, UV_RUN_NOWAIT);
+int uvl_run(uv_loop_t* loop, int64_t timeout_ms) {
+    uvl_loop_data_t* d = (uvl_loop_data_t*)loop->data;
+    int r;
+    if (timeout_ms == 0) {
+        d->running = 1;
+        r = uv_run(loop, UV_RUN_NOWAIT);
+        d->running = 0;
+        return r;
+    }
     if (timeout_ms < 0) {
-        uv_timer_stop(wake);
+        uv_timer_stop(d->wake);
     } else {
         /* uv_now() is cached: refresh it so the deadline counts from now. */
         uv_update_time(loop);
-        uv_timer_start(wake, uvl__wake_cb, (uint64_t)timeout_ms, 0);
+        uv_timer_start(d->wake, uvl__wake_cb, (uint64_t)timeout_ms, 0);
     }
-    return uv_run(loop, UV_RUN_ONCE);
+    d->running = 1;
+    r = uv_run(loop, UV_RUN_ONCE);
+    d->running = 0;
+    return r;
 }
 
 static void uvl__wakeup_cb(uv_async_t* async) {
@@ -74,7 +83,7 @@ int uvl_count_handles(uv_loop_t* loop) {
 }
 
 static void uvl__alloc_loop_buffer(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
-    uvl_read_buffer_t* rb = (uvl_read_buffer_t*)handle->loop->data;
+    uvl_loop_data_t* rb = (uvl_loop_data_t*)handle->loop->data;
     (void)suggested;
     buf->base = rb->base;
     buf->len = rb->len;

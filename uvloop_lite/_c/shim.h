@@ -5,10 +5,15 @@
  * type it implements and is named after it: uv_timer_cb -> uvl_on_timer.
  */
 
+/* What uv_loop_t.data points at, owned by the Python Loop: the loop-wide read
+ * buffer (see uvl_read_start), the wake-up timer, and whether uvl_run() is
+ * inside uv_run() (Python reads it only on rare paths). */
+typedef struct { char* base; size_t len; uv_timer_t* wake; int running; } uvl_loop_data_t;
+
 /* One iteration of the loop: timeout_ms < 0 blocks until an event, 0 polls
  * without blocking, > 0 arms the loop's wake-up timer first.  One crossing
  * per iteration instead of three. */
-int uvl_run(uv_loop_t* loop, uv_timer_t* wake, int64_t timeout_ms);
+int uvl_run(uv_loop_t* loop, int64_t timeout_ms);
 
 /* uv_async_init() with a callback that does nothing in C: the loop's
  * call_soon_threadsafe() wake-up only needs uv_run() to return. */
@@ -21,12 +26,11 @@ int uvl_close_all(uv_loop_t* loop, uv_close_cb cb);
 /* Count the loop's handles that are not closing (diagnostics and tests). */
 int uvl_count_handles(uv_loop_t* loop);
 
-/* The loop-wide read buffer: uv_loop_t.data points at one of these, owned by
- * the Python Loop.  uvl_read_start() hands it to every read; the read
- * callback copies the bytes out before returning, so one buffer serves all
- * streams.  uvl_read_start_buffered() asks the protocol's get_buffer()
- * instead (uvl_on_alloc), so BufferedProtocol reads land without a copy. */
-typedef struct { char* base; size_t len; } uvl_read_buffer_t;
+/* uvl_read_start() hands the loop-wide read buffer (uvl_loop_data_t) to
+ * every read; the read callback copies the bytes out before returning, so one
+ * buffer serves all streams.  uvl_read_start_buffered() asks the protocol's
+ * get_buffer() instead (uvl_on_alloc), so BufferedProtocol reads land without
+ * a copy. */
 int uvl_read_start(uv_stream_t* stream);
 int uvl_read_start_buffered(uv_stream_t* stream);
 
