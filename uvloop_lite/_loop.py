@@ -99,7 +99,10 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._uv_closed = False
         self._pending = _base.pending_slot()
         self._read_buffer = ffi.new("char[]", _READ_BUFFER_SIZE)
-        self._read_view = memoryview(ffi.buffer(self._read_buffer))
+        # Slicing the cffi buffer copies the bytes out (the quickest way);
+        # the memoryview lends them without a copy.
+        self._read_bytes = ffi.buffer(self._read_buffer)
+        self._read_view = memoryview(self._read_bytes)
         self._uv_data = ffi.new("uvl_loop_data_t *", (self._read_buffer, _READ_BUFFER_SIZE))
         self._uv.data = self._uv_data
         self._init_sock()

@@ -40,7 +40,6 @@ _UV_EOF = lib.UV_EOF
 _UV_EAGAIN = lib.UV_EAGAIN
 _UV_ECANCELED = lib.UV_ECANCELED
 _UV_ENOBUFS = lib.UV_ENOBUFS
-_unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
 _from_handle = ffi.from_handle
 _new = ffi.new
@@ -68,7 +67,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._protocol: Any = None
         self._buffered = False
         self._feed: Any = None
-        self._read_buffer = loop._read_buffer   # where plain reads land
+        self._read_bytes = loop._read_bytes     # where plain reads land
         self._read_view = loop._read_view       # the same, as a memoryview
         self._server = server
         self._sock: socket.socket | None = None   # Python's view of the fd, if any
@@ -693,7 +692,7 @@ def uvl_on_stream_read(data: Any, nread: int) -> None:
     feed = self._feed
     try:
         if feed is None:
-            self._protocol.data_received(_unpack(self._read_buffer, nread))
+            self._protocol.data_received(self._read_bytes[:nread])
         else:
             feed(self._read_view[:nread])
     except (SystemExit, KeyboardInterrupt):

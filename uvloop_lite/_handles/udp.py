@@ -259,7 +259,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         self._writer_watched = False   # _deferred waits on the Python fd
         self._buffer_size = 0
         self._peers: dict[bytes, Any] = {}        # raw sockaddr -> address tuple
-        self._read_buffer = loop._read_buffer     # where every read lands
+        self._read_bytes = loop._read_bytes       # where every read lands
         self._sockaddrs: dict[Any, bytes] = {}    # address tuple -> raw sockaddr
         self._init_done(lib.uv_udp_init(loop._uv, self._ptr))
         fd = os.dup(self._sock_fd)
@@ -306,7 +306,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
             if len(self._peers) >= _CACHE_MAX:
                 self._peers.clear()
             self._peers[key] = peer
-        self._protocol.datagram_received(_unpack(self._read_buffer, nread), peer)
+        self._protocol.datagram_received(self._read_bytes[:nread], peer)
 
     # -- sending ---------------------------------------------------------------------
 
