@@ -250,3 +250,52 @@ def test_closed_loop(loop):
             loop.add_writer(a, print)
         assert loop.remove_reader(a) is False
         assert loop.remove_writer(a) is False
+
+
+def test_remove_and_add_reader_from_a_protocol_callback(loop):
+    """remove_reader()/add_reader() called from data_received() (inside the
+    loop's poll on uvloop_lite): the reader stops, then works again."""
+    async def main():
+        a, b = socket.socketpair()
+        x, y = socket.socketpair()
+        for s in (a, b, x, y):
+            s.setblocking(False)
+        fired = []
+        seen = loop.create_future()
+
+        def on_readable():
+            fired.append(a.recv(100))
+            if not seen.done():
+                seen.set_result(None)
+
+        class Proto(asyncio.Protocol):
+            def __init__(self):
+                self.messages = asyncio.Queue()
+
+            def data_received(self, data):
+                if data == b"remove":
+                    self.removed = loop.remove_reader(a)
+                elif data == b"add":
+                    loop.add_reader(a, on_readable)
+                self.messages.put_nowait(data)
+
+        loop.add_reader(a, on_readable)
+        transport, proto = await loop.connect_accepted_socket(Proto, x)
+        try:
+            y.send(b"remove")
+            assert await proto.messages.get() == b"remove"
+            b.send(b"unseen")          # no reader now
+            y.send(b"add")
+            assert await proto.messages.get() == b"add"
+            await asyncio.wait_for(seen, 5)
+            return proto.removed, fired
+        finally:
+            loop.remove_reader(a)
+            transport.close()
+            for s in (a, b, y):
+                s.close()
+            await asyncio.sleep(0)
+
+    # The data sent while no reader was registered is read once the reader
+    # is back, in one piece.
+    assert loop.run_until_complete(main()) == (True, [b"unseen"])

@@ -14,10 +14,10 @@ object watches it again first: an echo loop of ``sock_recv``/``sock_sendall``
 keeps one ``uv_poll_t`` per socket, armed all along, instead of opening and
 closing one per wait (three system calls to open, two to close).  The same
 socket object, open all along, means the same open file, so the kernel's
-registration still holds.  Anything else gets a fresh poll, and the idle ones
-are closed first whenever libuv is about to watch another fd (every new
-handle) or an idle poll goes idle inside ``uv_run()``: libuv lets only one
-watcher per fd number into its table.
+registration still holds.  Anything else gets a fresh poll.  The idle polls
+are closed at once whenever libuv is about to watch another fd (every new
+handle), and a poll that goes idle inside ``uv_run()`` is stopped at once:
+libuv lets only one watcher per fd number into its table.
 """
 
 from __future__ import annotations
