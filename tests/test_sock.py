@@ -288,6 +288,17 @@ def _fill_fds_below(fd):
         held.append(new)
 
 
+async def _wait_then_close(loop, a, b):
+    """A sock_recv() on ``a`` that has to wait (the data is sent by a task
+    that runs later), then ``a`` closed in the same step: its poll is left
+    idle and its fd number free.  Returns (data, the closed fd, the sender)."""
+    sender = asyncio.ensure_future(loop.sock_sendall(b, b"one"))
+    data = await loop.sock_recv(a, 100)
+    fd = a.fileno()
+    a.close()
+    return data, fd, sender
+
+
 def _fd_reused(old, new):
     if new.fileno() != old:   # pragma: no cover - another thread took the fd
         pytest.skip("the fd number was not reused")
@@ -300,10 +311,7 @@ def test_closed_socket_fd_reused_by_new_socket_in_same_step(loop):
     async def main():
         a, b = _pair()
         with b:
-            sender = asyncio.ensure_future(loop.sock_sendall(b, b"one"))
-            first = await loop.sock_recv(a, 100)       # waited: data came later
-            fd = a.fileno()
-            a.close()
+            first, fd, sender = await _wait_then_close(loop, a, b)
             c, d = _pair()
             with c, d:
                 _fd_reused(fd, c)
@@ -331,10 +339,7 @@ def test_closed_socket_fd_reused_by_transport_in_same_step(uv_loop):
         x, y = _pair()
         a, b = _pair()
         with b, y:
-            sender = asyncio.ensure_future(uv_loop.sock_sendall(b, b"one"))
-            first = await uv_loop.sock_recv(a, 100)
-            fd = a.fileno()
-            a.close()
+            first, fd, sender = await _wait_then_close(uv_loop, a, b)
             holders = _fill_fds_below(fd)   # so that the next fd is a's number
             transport = uv_loop._make_socket_transport(x, asyncio.Protocol())
             for held in holders:
@@ -360,11 +365,8 @@ def test_add_reader_on_regular_file_after_socket_closed(loop):
     async def main():
         a, b = _pair()
         with b:
-            sender = asyncio.ensure_future(loop.sock_sendall(b, b"one"))
-            first = await loop.sock_recv(a, 100)
+            first, fd, sender = await _wait_then_close(loop, a, b)
             await sender
-            fd = a.fileno()
-            a.close()
             with tempfile.TemporaryFile() as f:
                 _fd_reused(fd, f)
                 with pytest.raises(PermissionError):

@@ -77,9 +77,6 @@ class _SockWait:
     def cancel(self) -> None:
         self._cancelled = True
 
-    def cancelled(self) -> bool:
-        return self._cancelled
-
 
 class SockMixin:
     """add_reader/add_writer and the sock_* methods of :class:`Loop`."""

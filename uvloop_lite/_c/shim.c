@@ -22,14 +22,11 @@ static void uvl__wake_cb(uv_timer_t* timer) {
 
 int uvl_run(uv_loop_t* loop, int64_t timeout_ms) {
     uvl_loop_data_t* d = (uvl_loop_data_t*)loop->data;
+    uv_run_mode mode = UV_RUN_ONCE;
     int r;
     if (timeout_ms == 0) {
-        d->running = 1;
-        r = uv_run(loop, UV_RUN_NOWAIT);
-        d->running = 0;
-        return r;
-    }
-    if (timeout_ms < 0) {
+        mode = UV_RUN_NOWAIT;
+    } else if (timeout_ms < 0) {
         uv_timer_stop(d->wake);
     } else {
         /* uv_now() is cached: refresh it so the deadline counts from now. */
@@ -37,7 +34,7 @@ int uvl_run(uv_loop_t* loop, int64_t timeout_ms) {
         uv_timer_start(d->wake, uvl__wake_cb, (uint64_t)timeout_ms, 0);
     }
     d->running = 1;
-    r = uv_run(loop, UV_RUN_ONCE);
+    r = uv_run(loop, mode);
     d->running = 0;
     return r;
 }
