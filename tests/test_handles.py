@@ -46,9 +46,10 @@ def test_handle_stats_balanced_after_close(uv_loop):
     assert stats["UVTimer"] == (1, 0)
     assert stats["UVAsync"] == (1, 0)
     assert stats["UVPoll"] == (1, 0)   # the signal wake-up socket (main thread)
+    assert stats["UVPollGuard"] == (1, 0)   # made with the first poll
     uv_loop.close()
     stats = uv_loop._uv_handle_stats()
-    assert set(stats) == {"UVTimer", "UVAsync", "UVPoll"}
+    assert set(stats) == {"UVTimer", "UVAsync", "UVPoll", "UVPollGuard"}
     assert _balanced(stats)
     assert uv_loop._handles == set()
 

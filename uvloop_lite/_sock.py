@@ -18,6 +18,13 @@ registration still holds.  Anything else gets a fresh poll.  The idle polls
 are closed at once whenever libuv is about to watch another fd (every new
 handle), and a poll that goes idle inside ``uv_run()`` is stopped at once:
 libuv lets only one watcher per fd number into its table.
+
+A watcher left on a fd whose socket was closed is asyncio's behaviour too
+(an fd closed under epoll just never reports), but libuv aborts when epoll
+refuses a fd it is told to watch: ``_handles/poll.py`` keeps such stale polls
+away from libuv.  Starting a stale poll raises what asyncio's selector raises
+for the same change (``PermissionError`` for a regular file, ...); as with
+asyncio's selector, the fd's watchers are then dropped.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import weakref
 from asyncio import events, exceptions
 from typing import Any, Callable
 
-from ._handles.poll import DISCONNECT, READABLE, WRITABLE, UVPoll
+from ._handles.poll import DISCONNECT, READABLE, WRITABLE, UVPoll, UVPollGuard
 
 try:
     import ssl
@@ -42,16 +49,29 @@ __all__ = ["SockMixin"]
 _INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
 
 
-def _fd_of(fileobj: Any) -> int:
+_FD_MAX = 2**31 - 1   # a C int: libuv's fds
+
+
+def _fileno_of(fileobj: Any) -> int:
     if isinstance(fileobj, int):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+        return fileobj
+    try:
+        return int(fileobj.fileno())
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"Invalid file object: {fileobj!r}") from None
+
+
+def _fd_of(fileobj: Any) -> int:
+    fd = _fileno_of(fileobj)
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+def _fd_to_watch(fileobj: Any) -> int:
+    fd = _fd_of(fileobj)
+    if fd > _FD_MAX:   # as epoll's register() says it
+        raise OverflowError("Python int too large to convert to C int")
     return fd
 
 
@@ -87,9 +107,9 @@ class SockMixin:
     def _init_sock(self) -> None:
         self._polls = {}
         self._transports = {}                    # fd -> weakref to its transport
-        self._polls_started: list[UVPoll] = []   # since the last uv_run()
         self._polls_idle: list[UVPoll] = []      # to close before the next uv_run()
-        self._polls_changed = False              # either list has polls
+        self._polls_changed = False              # that list has polls
+        self._poll_guard: UVPollGuard | None = None   # made with the first poll
 
     # -- readiness -------------------------------------------------------------
 
@@ -99,7 +119,7 @@ class SockMixin:
         self._transports[fd] = weakref.ref(transport)
 
     def _ensure_fd_no_transport(self, fd: Any) -> None:
-        fileno = _fd_of(fd)
+        fileno = _fileno_of(fd)
         ref = self._transports.get(fileno)
         if ref is not None:
             transport = ref()
@@ -113,26 +133,48 @@ class SockMixin:
                 return poll
             if sock is not None and poll.sock is sock:
                 return poll   # idle, and the same socket, open all along
-            del self._polls[fd]
-            poll.close()
+            self._drop_poll(poll)
         poll = UVPoll(self, fd, self._on_fd_ready)
         poll.sock = sock
         self._polls[fd] = poll
         return poll
 
+    def _drop_poll(self, poll: UVPoll) -> None:
+        """Forget the fd's watchers and close its poll (not cancelling them:
+        asyncio's selector drops them so when it fails to modify a fd)."""
+        poll.reader = poll.writer = None
+        if self._polls.get(poll.fd) is poll:
+            del self._polls[poll.fd]
+        poll.close()
+
     def _watch(self, poll: UVPoll) -> None:
+        """Start or stop ``poll`` for its reader and writer.  If its fd was
+        closed or names another file (OSError), the poll is dropped."""
         events_ = (READABLE if poll.reader is not None else 0) | \
                   (WRITABLE if poll.writer is not None else 0)
         if events_:
             if events_ != poll.events:
-                poll.start(events_)
-                self._polls_started.append(poll)
-                self._polls_changed = True
+                try:
+                    poll.start(events_)
+                except OSError:
+                    self._drop_poll(poll)
+                    raise
         else:
             if self._uv_data.running:   # inside uv_run(): see the module's doc
                 poll.start(0)
             self._polls_idle.append(poll)
             self._polls_changed = True
+
+    def _watch_or_report(self, poll: UVPoll) -> None:
+        """_watch() where asyncio's loop would stop watching from a callback:
+        an error goes to the exception handler."""
+        try:
+            self._watch(poll)
+        except OSError as exc:
+            self.call_exception_handler({
+                "message": f"Exception in callback removing a watcher of fd {poll.fd}",
+                "exception": exc,
+            })
 
     def _close_idle_polls(self) -> None:
         """Close the polls left with nothing to watch (see the module's doc)."""
@@ -144,60 +186,77 @@ class SockMixin:
                 poll.close()
 
     def _sync_polls(self) -> None:
-        """Run right before uv_run().  Close the idle polls.  libuv gives the
-        fd of a poll started since the last run to epoll only now, and aborts
-        the process if that fd was closed meanwhile.  asyncio registers at
-        once, and an fd closed afterwards just never reports: stop watching
-        such an fd the same way (its reader and writer stay registered, as
-        with asyncio)."""
+        """Run right before uv_run(): close the idle polls."""
         self._polls_changed = False
         if self._polls_idle:
             self._close_idle_polls()
-        if self._polls_started:
-            started, self._polls_started = self._polls_started, []
-            for poll in started:
-                if poll.events and poll.is_open():
-                    try:
-                        os.get_inheritable(poll.fd)   # fcntl(F_GETFD): still open?
-                    except OSError:
-                        poll.start(0)
 
     def _set_watcher(self, fd: int, which: str, watcher: Any,
-                     sock: socket.socket | None = None) -> None:
+                     sock: socket.socket | None = None, fileobj: Any = None) -> None:
         """Make ``watcher`` (a Handle or a _SockWait) the fd's reader or
         writer (``which``), replacing (and cancelling) the previous one."""
         self._check_closed()
         poll = self._poll_for(fd, sock)
+        fresh = poll.reader is None and poll.writer is None
+        if fresh:
+            # asyncio's selector registers the fd afresh: the object it was
+            # given is what remove_reader() finds once its fileno() is -1.
+            poll.fileobj = fd if fileobj is None else fileobj
         old = getattr(poll, which)
         setattr(poll, which, watcher)
         try:
             self._watch(poll)
-        except BaseException:
-            setattr(poll, which, old)
-            self._watch(poll)
-            raise
+        except OSError:
+            if not fresh:
+                raise   # asyncio's modify() failed: its watchers are gone too
+            # An idle poll of this socket object whose fd names another file
+            # now (closed behind the object): a new registration, as asyncio's.
+            poll = self._poll_for(fd, sock)
+            poll.fileobj = fd if fileobj is None else fileobj
+            setattr(poll, which, watcher)
+            try:
+                self._watch(poll)
+            except OSError:
+                setattr(poll, which, None)
+                raise
         if old is not None:
             old.cancel()
+
+    def _poll_of(self, fileobj: Any) -> UVPoll | None:
+        try:
+            fd = _fileno_of(fileobj)
+            if fd < 0:
+                raise ValueError(f"Invalid file descriptor: {fd}")
+        except ValueError:
+            # As asyncio's selector: a closed file object is found by identity.
+            for poll in self._polls.values():
+                if poll.fileobj is fileobj:
+                    return poll
+            raise
+        return self._polls.get(fd)
 
     def _clear_watcher(self, fd: Any, which: str) -> bool:
         if self.is_closed():
             return False
-        poll = self._polls.get(_fd_of(fd))
-        if poll is None or getattr(poll, which) is None:
+        poll = self._poll_of(fd)
+        if poll is None:
             return False
-        getattr(poll, which).cancel()
+        watcher = getattr(poll, which)
+        if watcher is None:
+            return False
         setattr(poll, which, None)
         self._watch(poll)
+        watcher.cancel()
         return True
 
     def _add_reader(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
         handle = events.Handle(callback, args, self, None)
-        self._set_watcher(_fd_of(fd), "reader", handle)
+        self._set_watcher(_fd_to_watch(fd), "reader", handle, None, fd)
         return handle
 
     def _add_writer(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
         handle = events.Handle(callback, args, self, None)
-        self._set_watcher(_fd_of(fd), "writer", handle)
+        self._set_watcher(_fd_to_watch(fd), "writer", handle, None, fd)
         return handle
 
     def _remove_reader(self, fd: Any) -> bool:
@@ -257,7 +316,9 @@ class SockMixin:
             poll.close()
         self._polls.clear()
         self._polls_idle.clear()
-        self._polls_started.clear()
+        if self._poll_guard is not None:
+            self._poll_guard.close()
+            self._poll_guard = None
 
     # -- waiting on one socket -----------------------------------------------------
 
@@ -274,13 +335,17 @@ class SockMixin:
     def _sock_unwait(self, wait: _SockWait, which: str) -> None:
         """The sock_* call of ``wait`` ended: stop watching for it, unless
         another reader/writer replaced it or it was removed meanwhile."""
+        # The step's arguments hold the call's future, and so its exception,
+        # whose traceback holds the frames that ran the step: drop them, so a
+        # failed call leaves no reference cycle behind.
+        wait.step = wait.args = None
         if wait._cancelled:
             return
         wait._cancelled = True
         poll = self._polls.get(wait.fd)
         if poll is not None and getattr(poll, which) is wait:
             setattr(poll, which, None)
-            self._watch(poll)
+            self._watch_or_report(poll)
 
     def _retry(self, fut: Any, sock: socket.socket, method: str, args: tuple) -> None:
         """Run one non-blocking attempt for a waiting sock_* call.  The method

@@ -3,6 +3,9 @@
  * for CPython and PyPy.  Nothing here knows asyncio's semantics. */
 
 #include <errno.h>
+#include <stddef.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
 
 /* C-side copies of shim.h's declarations (shim.h itself is cdef, not C). */
 typedef struct { char* base; size_t len; uv_timer_t* wake; int running; } uvl_loop_data_t;
@@ -15,6 +18,7 @@ static void uvl_on_shutdown(uv_shutdown_t* req, int status);
 static void uvl_on_connection(uv_stream_t* server, int status);
 static void uvl_on_udp_recv(void* transport, ssize_t nread, const char* addr, int addrlen);
 static void uvl_on_udp_send(void* transport, int status);
+static void uvl_on_poll(uv_poll_t* handle, int status, int events);
 
 static void uvl__wake_cb(uv_timer_t* timer) {
     (void)timer;  /* its only job is to end uv_run(UV_RUN_ONCE) */
@@ -230,6 +234,109 @@ int uvl_udp_send(uv_udp_send_t* req, uv_udp_t* handle, const char* data, size_t 
                  const char* addr) {
     uv_buf_t b = uvl__buf(data, len);  /* libuv copies the uv_buf_t array and addr */
     return uv_udp_send(req, handle, &b, 1, (const struct sockaddr*)addr, uvl__udp_send_cb);
+}
+
+/* -- fd watchers (uv_poll_t) ------------------------------------------------
+ *
+ * libuv aborts the process when epoll_ctl() refuses the fd of a poll it is
+ * about to watch (closed: EBADF; a regular file: EPERM; another file not in
+ * the epoll set: ENOENT).  A poll whose socket was closed behind its back and
+ * whose fd number went to another file must therefore never reach that point.
+ * Each poll remembers which file its fd named when it was made (st_dev,
+ * st_ino); uvl_poll_start() refuses to start a poll whose fd no longer names
+ * it, and the guard (a prepare handle, so it runs right before libuv's poll
+ * phase, after every callback of the iteration) stops any poll that libuv
+ * would hand to epoll_ctl() and that epoll would refuse. */
+
+typedef struct { uv_poll_t poll; dev_t dev; ino_t ino; } uvl_poll_t;
+
+/* libuv's I/O callback of every uv_poll_t: tells polls apart from the other
+ * watchers in the loop's queue of epoll_ctl() changes. */
+static uv__io_cb uvl__poll_io_cb;
+
+/* The error epoll_ctl(MOD) gives for the file now at fd (which asyncio's
+ * selector would raise): EPERM if it cannot be polled, else ENOENT. */
+static int uvl__other_file(const struct stat* st) {
+    if (S_ISSOCK(st->st_mode) || S_ISFIFO(st->st_mode) || S_ISCHR(st->st_mode))
+        return UV_ENOENT;
+    return UV_EPERM;
+}
+
+/* 0 if p's fd still names the file it named at uvl_poll_init(), else the
+ * error that watching it would get. */
+static int uvl__poll_stale(const uvl_poll_t* p) {
+    struct stat st;
+    if (fstat(p->poll.io_watcher.fd, &st) != 0)
+        return -errno;  /* libuv errors are -errno on Unix */
+    if (st.st_dev != p->dev || st.st_ino != p->ino)
+        return uvl__other_file(&st);
+    return 0;
+}
+
+int uvl_poll_init(uv_loop_t* loop, uvl_poll_t* p, int fd) {
+    struct stat st;
+    int rc;
+    if (fstat(fd, &st) != 0)
+        return -errno;  /* libuv errors are -errno on Unix */
+    rc = uv_poll_init(loop, &p->poll, fd);
+    if (rc == 0) {
+        p->dev = st.st_dev;
+        p->ino = st.st_ino;
+        uvl__poll_io_cb = p->poll.io_watcher.cb;
+    }
+    return rc;
+}
+
+int uvl_poll_start(uvl_poll_t* p, int events) {
+    int rc;
+    if (events == 0)
+        return uv_poll_stop(&p->poll);
+    rc = uvl__poll_stale(p);
+    if (rc != 0)
+        return rc;
+    return uv_poll_start(&p->poll, events, uvl_on_poll);
+}
+
+/* Both queue layouts (struct uv__queue, and void*[2] before libuv 1.47)
+ * start with the next pointer. */
+struct uvl__queue { struct uvl__queue* next; struct uvl__queue* prev; };
+
+static void uvl__poll_guard_cb(uv_prepare_t* guard) {
+    uv_loop_t* loop = guard->loop;
+    struct uvl__queue* head = (struct uvl__queue*)(void*)&loop->watcher_queue;
+    struct uvl__queue* q;
+    struct uvl__queue* next;
+    uv__io_t* w;
+    uvl_poll_t* p;
+    struct epoll_event e;
+    for (q = head->next; q != head; q = next) {
+        next = q->next;  /* uv_poll_stop() takes q out of the queue */
+        w = (uv__io_t*)(void*)((char*)q - offsetof(uv__io_t, watcher_queue));
+        if (w->cb != uvl__poll_io_cb || uvl__poll_io_cb == NULL)
+            continue;
+        p = (uvl_poll_t*)(void*)((char*)w - offsetof(uv_poll_t, io_watcher));
+        if (uvl__poll_stale(p) == 0) {
+            if (w->events == 0)
+                continue;  /* libuv adds it: the same file is known to poll */
+            /* libuv modifies it, which fails if the file was closed and
+             * opened again (same inode, a new open file): try it first. */
+            memset(&e, 0, sizeof(e));
+            e.events = w->pevents;
+            e.data.fd = w->fd;
+            if (epoll_ctl(loop->backend_fd, EPOLL_CTL_MOD, w->fd, &e) == 0)
+                continue;
+        }
+        uv_poll_stop(&p->poll);
+    }
+}
+
+int uvl_poll_guard_init(uv_loop_t* loop, uv_prepare_t* guard) {
+    int rc = uv_prepare_init(loop, guard);
+    if (rc != 0)
+        return rc;
+    uv_prepare_start(guard, uvl__poll_guard_cb);
+    uv_unref((uv_handle_t*)guard);  /* never keeps the loop alive */
+    return 0;
 }
 
 unsigned int uvl_build_version(void) {

@@ -54,6 +54,18 @@ int uvl_udp_recv_start(uv_udp_t* handle);
 int uvl_udp_try_send(uv_udp_t* handle, const char* data, size_t len, const char* addr);
 int uvl_udp_send(uv_udp_send_t* req, uv_udp_t* handle, const char* data, size_t len, const char* addr);
 
+/* fd watchers.  A uvl_poll_t is a uv_poll_t (its first member) that also
+ * remembers which file its fd named at uvl_poll_init(): uvl_poll_start()
+ * fails (UV_EBADF, or UV_EPERM/UV_ENOENT as epoll would for the file now
+ * there) instead of starting it once the fd names another file; events 0
+ * stops it.  uvl_poll_guard_init() starts the loop's (unreferenced) prepare
+ * handle that stops, right before each poll phase, every poll that libuv
+ * would hand to epoll_ctl() and that epoll would refuse (libuv aborts then). */
+typedef struct { uv_poll_t poll; ...; } uvl_poll_t;
+int uvl_poll_init(uv_loop_t* loop, uvl_poll_t* p, int fd);
+int uvl_poll_start(uvl_poll_t* p, int events);
+int uvl_poll_guard_init(uv_loop_t* loop, uv_prepare_t* guard);
+
 /* UV_VERSION_HEX of the headers the extension was compiled against. */
 unsigned int uvl_build_version(void);
 

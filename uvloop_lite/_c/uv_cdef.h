@@ -148,6 +148,7 @@ int uv_poll_init(uv_loop_t* loop, uv_poll_t* handle, int fd);
 int uv_poll_init_socket(uv_loop_t* loop, uv_poll_t* handle, uv_os_sock_t socket);
 int uv_poll_start(uv_poll_t* handle, int events, uv_poll_cb cb);
 int uv_poll_stop(uv_poll_t* handle);
+typedef struct uv_prepare_s { void* data; uv_loop_t* loop; ...; } uv_prepare_t;
 
 /* ---- signal -------------------------------------------------------------- */
 typedef struct uv_signal_s { void* data; uv_loop_t* loop; int signum; ...; } uv_signal_t;
