@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 
 import pytest
@@ -299,3 +300,94 @@ def test_remove_and_add_reader_from_a_protocol_callback(loop):
     # The data sent while no reader was registered is read once the reader
     # is back, in one piece.
     assert loop.run_until_complete(main()) == (True, [b"unseen"])
+
+
+def test_fd_beyond_a_c_int(loop):
+    """A huge fd never reaches libuv as a truncated int: asyncio's epoll
+    raises OverflowError with this message; removing it is just False."""
+    messages = []
+    for fd in (2**31, 2**40, 2**63, 2**70):
+        for call in (loop.add_reader, loop.add_writer):
+            with pytest.raises(OverflowError) as ei:
+                call(fd, print)
+            messages.append(str(ei.value))
+        assert loop.remove_reader(fd) is False
+        assert loop.remove_writer(fd) is False
+    assert set(messages) == {"Python int too large to convert to C int"}
+
+
+@pytest.mark.parametrize("which", ["reader", "writer"])
+def test_remove_watcher_of_a_closed_socket_object(loop, which):
+    """anyio closes a socket while add_reader() (or add_writer()) watches it
+    by the socket object, and removes the watcher afterwards, when fileno()
+    is -1: asyncio's selector finds the object by identity (issue 9)."""
+    add = getattr(loop, "add_" + which)
+    remove = getattr(loop, "remove_" + which)
+    other = loop.remove_writer if which == "reader" else loop.remove_reader
+
+    async def main():
+        results = []
+        a, b = _pair()
+        with b:
+            fd = a.fileno()
+            add(a, print, "never")
+            if which == "reader":
+                await asyncio.sleep(0)   # polled once, too
+            a.close()
+            results.append(other(a))
+            results.append(remove(a))
+            # Gone: the closed object is not found any more, as with asyncio.
+            with pytest.raises(ValueError):
+                remove(a)
+            # No stale watcher left: a new socket at the same number works.
+            c, d = _pair()
+            with c, d:
+                if c.fileno() != fd:   # pragma: no cover - another fd was free
+                    pytest.skip("the fd number was not reused")
+                got = loop.create_future()
+                loop.add_reader(c, lambda: got.done() or got.set_result(c.recv(10)))
+                d.send(b"new")
+                results.append(await asyncio.wait_for(got, 5))
+                results.append(loop.remove_reader(c))
+            await asyncio.sleep(0)
+        return results
+
+    assert loop.run_until_complete(main()) == [False, True, b"new", True]
+
+
+def test_remove_one_of_two_watchers_of_a_closed_socket_object(loop):
+    """Both watched: removing one changes the closed fd's registration,
+    which asyncio's epoll refuses (EBADF); both watchers are gone then."""
+    async def main():
+        a, b = _pair()
+        with b:
+            loop.add_reader(a, print, "never")
+            loop.add_writer(a, print, "never")
+            a.close()
+            with pytest.raises(OSError) as ei:
+                loop.remove_reader(a)
+            with pytest.raises(ValueError):
+                loop.remove_writer(a)
+            await asyncio.sleep(0)
+            return ei.value.errno
+
+    assert loop.run_until_complete(main()) == errno.EBADF
+
+
+def test_remove_watchers_of_a_closed_socket_watched_by_number(loop):
+    """Watched by its number, a closed socket object is not found: asyncio's
+    ValueError; the watcher stays until removed by number."""
+    async def main():
+        a, b = _pair()
+        with b:
+            fd = a.fileno()
+            loop.add_reader(fd, print, "never")
+            a.close()
+            errors = []
+            for call in (loop.remove_reader, loop.remove_writer):
+                with pytest.raises(ValueError) as ei:
+                    call(a)
+                errors.append(str(ei.value))
+            return errors, loop.remove_reader(fd)
+
+    assert loop.run_until_complete(main()) == (["Invalid file descriptor: -1"] * 2, True)

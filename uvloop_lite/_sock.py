@@ -228,9 +228,11 @@ class SockMixin:
             if fd < 0:
                 raise ValueError(f"Invalid file descriptor: {fd}")
         except ValueError:
-            # As asyncio's selector: a closed file object is found by identity.
+            # As asyncio's selector: a closed file object is found by identity
+            # among the watched fds.
             for poll in self._polls.values():
-                if poll.fileobj is fileobj:
+                if poll.fileobj is fileobj and (poll.reader is not None or
+                                                poll.writer is not None):
                     return poll
             raise
         return self._polls.get(fd)

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <stddef.h>
-#include <sys/epoll.h>
 #include <sys/stat.h>
 
 /* C-side copies of shim.h's declarations (shim.h itself is cdef, not C). */
@@ -239,14 +238,13 @@ int uvl_udp_send(uv_udp_send_t* req, uv_udp_t* handle, const char* data, size_t 
 /* -- fd watchers (uv_poll_t) ------------------------------------------------
  *
  * libuv aborts the process when epoll_ctl() refuses the fd of a poll it is
- * about to watch (closed: EBADF; a regular file: EPERM; another file not in
- * the epoll set: ENOENT).  A poll whose socket was closed behind its back and
- * whose fd number went to another file must therefore never reach that point.
- * Each poll remembers which file its fd named when it was made (st_dev,
- * st_ino); uvl_poll_start() refuses to start a poll whose fd no longer names
- * it, and the guard (a prepare handle, so it runs right before libuv's poll
- * phase, after every callback of the iteration) stops any poll that libuv
- * would hand to epoll_ctl() and that epoll would refuse. */
+ * about to watch (closed: EBADF; a regular file: EPERM).  A poll whose socket
+ * was closed behind its back, its fd number maybe taken by another file, must
+ * never get there.  Each poll remembers which file its fd named when it was
+ * made (st_dev, st_ino): uvl_poll_start() refuses to start a poll whose fd no
+ * longer names that file, and the guard (a prepare handle, so it runs right
+ * before libuv's poll phase, after every callback of the iteration) stops
+ * every such poll that libuv is about to hand to epoll_ctl(). */
 
 typedef struct { uv_poll_t poll; dev_t dev; ino_t ino; } uvl_poll_t;
 
@@ -301,6 +299,9 @@ int uvl_poll_start(uvl_poll_t* p, int events) {
  * start with the next pointer. */
 struct uvl__queue { struct uvl__queue* next; struct uvl__queue* prev; };
 
+/* uv_poll_start() always stops the poll first (EPOLL_CTL_DEL), so libuv
+ * adds every queued poll to epoll afresh: that succeeds as long as the fd
+ * still names the file it named at uvl_poll_init(). */
 static void uvl__poll_guard_cb(uv_prepare_t* guard) {
     uv_loop_t* loop = guard->loop;
     struct uvl__queue* head = (struct uvl__queue*)(void*)&loop->watcher_queue;
@@ -308,25 +309,14 @@ static void uvl__poll_guard_cb(uv_prepare_t* guard) {
     struct uvl__queue* next;
     uv__io_t* w;
     uvl_poll_t* p;
-    struct epoll_event e;
     for (q = head->next; q != head; q = next) {
         next = q->next;  /* uv_poll_stop() takes q out of the queue */
         w = (uv__io_t*)(void*)((char*)q - offsetof(uv__io_t, watcher_queue));
         if (w->cb != uvl__poll_io_cb || uvl__poll_io_cb == NULL)
             continue;
         p = (uvl_poll_t*)(void*)((char*)w - offsetof(uv_poll_t, io_watcher));
-        if (uvl__poll_stale(p) == 0) {
-            if (w->events == 0)
-                continue;  /* libuv adds it: the same file is known to poll */
-            /* libuv modifies it, which fails if the file was closed and
-             * opened again (same inode, a new open file): try it first. */
-            memset(&e, 0, sizeof(e));
-            e.events = w->pevents;
-            e.data.fd = w->fd;
-            if (epoll_ctl(loop->backend_fd, EPOLL_CTL_MOD, w->fd, &e) == 0)
-                continue;
-        }
-        uv_poll_stop(&p->poll);
+        if (uvl__poll_stale(p) != 0)
+            uv_poll_stop(&p->poll);
     }
 }
 
