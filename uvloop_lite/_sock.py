@@ -362,6 +362,7 @@ class SockMixin:
             raise
         except BaseException as exc:
             fut.set_exception(exc)
+            fut = None  # held by this frame, in the exception's traceback
         else:
             fut.set_result(result)
 
@@ -377,6 +378,7 @@ class SockMixin:
             return await fut
         finally:
             self._sock_unwait(wait, which)
+            fut = None  # the exception's traceback holds this frame: no cycle
 
     # -- the sock_* coroutines ---------------------------------------------------------
 
@@ -418,6 +420,7 @@ class SockMixin:
             return await fut
         finally:
             self._sock_unwait(wait, "writer")
+            fut = None  # the exception's traceback holds this frame: no cycle
 
     def _sendall_step(self, fut: Any, sock: socket.socket, view: memoryview, pos: list) -> None:
         if fut.done():
@@ -430,6 +433,7 @@ class SockMixin:
             raise
         except BaseException as exc:
             fut.set_exception(exc)
+            fut = None  # held by this frame, in the exception's traceback
             return
         pos[0] += n
         if pos[0] == len(view):
@@ -455,7 +459,7 @@ class SockMixin:
             return await fut
         finally:
             self._sock_unwait(wait, "writer")
-            fut = None  # break the cycle through the exception's traceback
+            fut = None  # the exception's traceback holds this frame: no cycle
 
     def _connect_step(self, fut: Any, sock: socket.socket, address: Any) -> None:
         if fut.done():
@@ -470,6 +474,7 @@ class SockMixin:
             raise
         except BaseException as exc:
             fut.set_exception(exc)
+            fut = None  # held by this frame, in the exception's traceback
         else:
             fut.set_result(None)
 
@@ -489,6 +494,7 @@ class SockMixin:
             return await fut
         finally:
             self._sock_unwait(wait, "reader")
+            fut = None  # the exception's traceback holds this frame: no cycle
 
     def _accept_step(self, fut: Any, sock: socket.socket) -> None:
         if fut.done():
@@ -502,6 +508,7 @@ class SockMixin:
             raise
         except BaseException as exc:
             fut.set_exception(exc)
+            fut = None  # held by this frame, in the exception's traceback
         else:
             fut.set_result((conn, address))
 
@@ -530,6 +537,7 @@ class SockMixin:
             return await fut
         finally:
             self._sock_unwait(wait, "writer")
+            fut = None  # the exception's traceback holds this frame: no cycle
 
     def _sendfile_step(self, fut: Any, state: _SendfileState) -> None:
         if fut.done():
@@ -557,12 +565,15 @@ class SockMixin:
                 err = exc
             state.seek()
             fut.set_exception(err)
+            fut = None  # held by this frame, in the exception's traceback
+            del err
             return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             state.seek()
             fut.set_exception(exc)
+            fut = None  # held by this frame, in the exception's traceback
             return
         if n == 0:   # end of file
             state.seek()
