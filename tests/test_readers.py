@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import platform
 import socket
 
 import pytest
@@ -304,7 +305,8 @@ def test_remove_and_add_reader_from_a_protocol_callback(loop):
 
 def test_fd_beyond_a_c_int(loop):
     """A huge fd never reaches libuv as a truncated int: asyncio's epoll
-    raises OverflowError with this message; removing it is just False."""
+    raises OverflowError (with this message on CPython); removing it is
+    just False."""
     messages = []
     for fd in (2**31, 2**40, 2**63, 2**70):
         for call in (loop.add_reader, loop.add_writer):
@@ -313,7 +315,8 @@ def test_fd_beyond_a_c_int(loop):
             messages.append(str(ei.value))
         assert loop.remove_reader(fd) is False
         assert loop.remove_writer(fd) is False
-    assert set(messages) == {"Python int too large to convert to C int"}
+    if platform.python_implementation() == "CPython":
+        assert set(messages) == {"Python int too large to convert to C int"}
 
 
 @pytest.mark.parametrize("which", ["reader", "writer"])
