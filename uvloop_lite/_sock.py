@@ -219,6 +219,9 @@ class SockMixin:
             except OSError:
                 setattr(poll, which, None)
                 raise
+        except BaseException:
+            setattr(poll, which, old)
+            raise
         if old is not None:
             old.cancel()
 
@@ -340,7 +343,7 @@ class SockMixin:
         # The step's arguments hold the call's future, and so its exception,
         # whose traceback holds the frames that ran the step: drop them, so a
         # failed call leaves no reference cycle behind.
-        wait.step = wait.args = None
+        wait.args = ()
         if wait._cancelled:
             return
         wait._cancelled = True
