@@ -165,16 +165,13 @@ class SockMixin:
             self._polls_idle.append(poll)
             self._polls_changed = True
 
-    def _watch_or_report(self, poll: UVPoll) -> None:
-        """_watch() where asyncio's loop would stop watching from a callback:
-        an error goes to the exception handler."""
-        try:
-            self._watch(poll)
-        except OSError as exc:
-            self.call_exception_handler({
-                "message": f"Exception in callback removing a watcher of fd {poll.fd}",
-                "exception": exc,
-            })
+    def _report_watch_error(self, poll: UVPoll, exc: OSError) -> None:
+        """Where asyncio's loop stops watching from a callback, _watch()'s
+        error goes to the exception handler."""
+        self.call_exception_handler({
+            "message": f"Exception in callback removing a watcher of fd {poll.fd}",
+            "exception": exc,
+        })
 
     def _close_idle_polls(self) -> None:
         """Close the polls left with nothing to watch (see the module's doc)."""
@@ -350,7 +347,10 @@ class SockMixin:
         poll = self._polls.get(wait.fd)
         if poll is not None and getattr(poll, which) is wait:
             setattr(poll, which, None)
-            self._watch_or_report(poll)
+            try:
+                self._watch(poll)
+            except OSError as exc:
+                self._report_watch_error(poll, exc)
 
     def _retry(self, fut: Any, sock: socket.socket, method: str, args: tuple) -> None:
         """Run one non-blocking attempt for a waiting sock_* call.  The method
