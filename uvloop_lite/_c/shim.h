@@ -59,8 +59,9 @@ int uvl_udp_send(uv_udp_send_t* req, uv_udp_t* handle, const char* data, size_t 
  * fails (UV_EBADF, or UV_EPERM/UV_ENOENT as epoll would for the file now
  * there) instead of starting it once the fd names another file; events 0
  * stops it.  uvl_poll_guard_init() starts the loop's (unreferenced) prepare
- * handle that stops, right before each poll phase, every poll that libuv
- * would hand to epoll_ctl() and that epoll would refuse (libuv aborts then). */
+ * handle that, right before each poll phase, stops every poll that libuv is
+ * about to hand to epoll_ctl() and whose fd no longer names its file (libuv
+ * aborts when epoll refuses a fd). */
 typedef struct { uv_poll_t poll; ...; } uvl_poll_t;
 int uvl_poll_init(uv_loop_t* loop, uvl_poll_t* p, int fd);
 int uvl_poll_start(uvl_poll_t* p, int events);
