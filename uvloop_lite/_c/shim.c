@@ -246,7 +246,9 @@ int uvl_udp_send(uv_udp_send_t* req, uv_udp_t* handle, const char* data, size_t 
  * before libuv's poll phase, after every callback of the iteration) stops
  * every such poll that libuv is about to hand to epoll_ctl(). */
 
-typedef struct { uv_poll_t poll; dev_t dev; ino_t ino; } uvl_poll_t;
+/* just_made: the fd was checked by uvl_poll_init(), and the first start
+ * follows at once (saves a system call per poll). */
+typedef struct { uv_poll_t poll; dev_t dev; ino_t ino; int just_made; } uvl_poll_t;
 
 /* libuv's I/O callback of every uv_poll_t: tells polls apart from the other
  * watchers in the loop's queue of epoll_ctl() changes. */
@@ -280,6 +282,7 @@ int uvl_poll_init(uv_loop_t* loop, uvl_poll_t* p, int fd) {
     if (rc == 0) {
         p->dev = st.st_dev;
         p->ino = st.st_ino;
+        p->just_made = 1;
         uvl__poll_io_cb = p->poll.io_watcher.cb;
     }
     return rc;
@@ -287,11 +290,17 @@ int uvl_poll_init(uv_loop_t* loop, uvl_poll_t* p, int fd) {
 
 int uvl_poll_start(uvl_poll_t* p, int events) {
     int rc;
-    if (events == 0)
+    if (events == 0) {
+        p->just_made = 0;
         return uv_poll_stop(&p->poll);
-    rc = uvl__poll_stale(p);
-    if (rc != 0)
-        return rc;
+    }
+    if (p->just_made) {
+        p->just_made = 0;  /* the guard still checks it before libuv's poll */
+    } else {
+        rc = uvl__poll_stale(p);
+        if (rc != 0)
+            return rc;
+    }
     return uv_poll_start(&p->poll, events, uvl_on_poll);
 }
 
