@@ -31,8 +31,8 @@ deals with its own errors; ``callback_error`` (the ``onerror`` of every
 
 from __future__ import annotations
 
-import sys
 import threading
+from asyncio import events as _events
 from typing import TYPE_CHECKING, Any
 
 from .._errors import uv_error
@@ -48,12 +48,15 @@ NEW, OPEN, CLOSING, CLOSED = range(4)
 
 class _Slot:
     """Where a BaseException raised inside a libuv callback waits for the
-    loop to re-raise it once uv_run() has returned."""
+    loop to re-raise it once uv_run() has returned; ``later`` holds those
+    raised after it in the same iteration (each leaves its own run call,
+    as with asyncio, where each is a callback of the ready queue)."""
 
-    __slots__ = ("exc",)
+    __slots__ = ("exc", "later")
 
     def __init__(self) -> None:
         self.exc: BaseException | None = None
+        self.later: list[BaseException] = []
 
 
 class _PerThread(threading.local):
@@ -84,17 +87,25 @@ def callback_error(exc_type: type, exc: BaseException, tb: Any) -> None:
     slot = _per_thread.slot
     if slot.exc is None:
         slot.exc = exc
-    else:  # a second one in the same iteration: keep the first, report this one
-        sys.unraisablehook(_Unraisable(exc, "exception in a libuv callback"))
+    else:  # a second one in the same iteration: raised by the next run call
+        slot.later.append(exc)
 
 
-class _Unraisable:
-    def __init__(self, exc: BaseException, msg: str) -> None:
-        self.exc_type = type(exc)
-        self.exc_value = exc
-        self.exc_traceback = exc.__traceback__
-        self.err_msg = msg
-        self.object = None
+def _reraise(exc: BaseException) -> None:
+    raise exc
+
+
+def take_pending(slot: _Slot, loop: Loop) -> BaseException:
+    """The exception to raise now; any raised after it in the same iteration
+    go to the front of the loop's ready queue, to be raised in turn by the
+    next run calls (callbacks the exception skipped go on)."""
+    exc, slot.exc = slot.exc, None
+    later = slot.later
+    if later:
+        slot.later = []
+        loop._ready.extendleft(
+            reversed([_events.Handle(_reraise, (e,), loop, None) for e in later]))
+    return exc
 
 
 class UVHandle:
@@ -105,6 +116,8 @@ class UVHandle:
     _ctype = "uv_handle_t *"
 
     def __init__(self, loop: Loop) -> None:
+        if loop._uv_closed:
+            raise RuntimeError("Event loop is closed")
         if loop._polls_idle:
             # Before libuv watches another fd: see _sock.py on idle polls.
             loop._close_idle_polls()
