@@ -1,32 +1,66 @@
 """UVHandle: the lifetime protocol every libuv handle wrapper follows, and the
 last-resort handler for exceptions escaping a callback from libuv.
 
-Lifetimes
----------
-libuv owns nothing: every ``uv_*_t`` lives in memory that Python allocated with
-``ffi.new`` and that cffi frees when the owning cdata object is collected.
-libuv keeps raw pointers to that memory from ``uv_*_init`` until the close
-callback has run, and calls back into Python with them.  So two things must
-stay alive for that whole span:
+Handles
+-------
+libuv owns no memory: every ``uv_*_t`` lives in memory Python allocated
+(``ffi.new``), which cffi frees when the owning cdata is collected.  libuv
+keeps raw pointers to it from ``uv_*_init`` until the close callback has run,
+and calls back into Python through them.  So, for that whole span, two things
+stay alive: the C memory (``self._ptr``) and the wrapper (``ptr.data`` is
+``ffi.new_handle(self)``, turned back into ``self`` by the callbacks).
 
-* the C memory (``self._ptr``), or libuv writes into freed memory;
-* the wrapper object, because ``ptr.data`` holds ``ffi.new_handle(self)`` and
-  the callback turns it back into ``self`` with ``ffi.from_handle``.
-
-The rule: from a successful init until ``uvl_on_close`` runs, the loop holds
-the wrapper in ``loop._handles`` (a strong reference), and the wrapper holds
-its ``_ptr`` and its ``_self_handle``.  ``close()`` only *asks* libuv to close
-(``uv_close``); the reference is dropped in ``_on_close``, after libuv's last
-use of the memory.  No ``__del__`` calls libuv and no handle gets ``ffi.gc``:
-a collected wrapper would be a handle libuv still knows about.
+The loop holds the wrapper in ``loop._handles`` from a successful init until
+``uvl_on_close``; the wrapper holds ``_ptr`` and ``_self_handle``.  ``close()``
+only asks libuv (``uv_close``); references go in ``_on_close``, after libuv's
+last use.  No ``__del__`` calls libuv and no handle gets ``ffi.gc``.
 
 States: ``NEW`` -> ``OPEN`` (init succeeded) -> ``CLOSING`` (uv_close called)
--> ``CLOSED`` (close callback ran).  Requests (``uv_write_t`` and friends) are
-kept alive the same way by whatever issued them, until their callback.
+-> ``CLOSED`` (close callback ran).  ``UVHandle.close`` is the one place that
+calls ``uv_close``, guarded by the state, so a handle is closed exactly once.
+Once a handle is not ``OPEN`` its callbacks only release memory (a write or
+send libuv reports, cancelled or finished, pops its request and returns): no
+protocol code runs for a closing handle.  Requests (``uv_write_t`` and
+friends) are kept alive by whatever issued them, until their callback, which
+libuv always makes (with ``UV_ECANCELED`` at the latest when the handle
+closes).
 
+Closing the loop
+----------------
+``loop.close()`` either finishes libuv's teardown or keeps libuv's memory for
+good, whatever raises on the way and in whatever thread:
+
+* The Python steps first (signal handlers, subprocesses, servers, polls);
+  what they raise (``ValueError`` outside the main thread, a warning turned
+  into an error, a ``KeyboardInterrupt``) is kept and raised only once libuv
+  is closed.  So is the ``ResourceWarning`` about handles left open.
+* Then every wrapper still in ``loop._handles`` gets the base
+  ``UVHandle.close`` (no transport logic): ``CLOSING`` before libuv can call
+  back, so no protocol callback runs from inside ``close()``.
+* ``uvl_loop_finish`` (C) closes anything left, runs non-blocking iterations
+  until every close callback ran, then ``uv_loop_close`` and frees the loop.
+  Its progress is a state C writes into Python memory before returning, so
+  the teardown is resumed, never repeated, after an exception between steps.
+* The ``uv_loop_t`` is malloc'd: freed only after ``uv_loop_close``
+  succeeded, never by the garbage collector (libuv's process-wide signal
+  tree and thread pool may point into it).  Failing that, it is kept.
+* ``close()`` does not wait for the thread pool (asyncio's close does not wait
+  for its executor).  A resolver request still running is abandoned to C:
+  its memory is malloc'd, its callback becomes a C function that frees it and
+  its result, and a detached C thread runs the loop until the worker is done,
+  then closes and frees it.  No Python runs there.
+* An unclosed loop's ``__del__`` does the same, also when its warning is an
+  error.  In a fork child the parent's loop is never touched: its memory is
+  kept (``_ABANDONED``).
+
+Exceptions
+----------
 A callback first recovers ``self`` from ``data`` (returning if it is NULL) and
 deals with its own errors; ``callback_error`` (the ``onerror`` of every
-``def_extern``) is the net under that: nothing may unwind into C.
+``def_extern``) is the net under that: nothing may unwind into C.  What it
+catches (``KeyboardInterrupt``, ``SystemExit``) waits in this thread's slot
+and is raised once ``uv_run`` returns; more of them in the same iteration are
+raised by the next run calls, one each, as asyncio's ready queue does.
 """
 
 from __future__ import annotations
