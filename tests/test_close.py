@@ -235,6 +235,25 @@ print(base, after, threading.active_count())
     assert threads == 1, out
 
 
+def test_lookup_coroutine_closed_after_loop_released():
+    """The coroutine awaiting an abandoned lookup is closed after the C thread
+    freed the request: it must not touch that memory (run under ASan or
+    valgrind to see a use-after-free)."""
+    out = run("""
+base = nfds()
+loop = new_loop()
+task = loop.create_task(loop.getaddrinfo("slow.example", 80))
+loop.run_until_complete(asyncio.sleep(0))
+loop.close()
+after = wait_fds(base)    # the resolver answered and the thread freed all
+coro = task.get_coro()
+coro.close()              # GeneratorExit through the awaiting frame
+print(base, after)
+""", "uvloop_lite", rules="getaddrinfo:delay=300")
+    base, after = map(int, out.split())
+    assert after <= base, out
+
+
 # -- item 3: no double uv_close, no protocol callback from close() -------------------
 
 def test_stream_write_finished_in_uv_write_then_close():

@@ -137,14 +137,18 @@ class _Request:
         loop._dns_requests.add(self)
 
     def cancel(self) -> None:
-        if self.req.data != ffi.NULL:   # not called back yet
-            lib.uv_cancel(ffi.cast("uv_req_t *", self.req))
+        req = self.req
+        if req is not None and req.data != ffi.NULL:   # not called back yet
+            lib.uv_cancel(ffi.cast("uv_req_t *", req))
 
     def abandon(self) -> None:
         """The loop is closing with this request still in libuv's thread
         pool: its callback becomes C code that frees the memory."""
-        lib.uvl_req_abandon(ffi.cast("uv_req_t *", self.req))
-        ffi.gc(self.req, None)
+        req = self.req
+        if req is not None:   # once (the loop's close may resume)
+            lib.uvl_req_abandon(ffi.cast("uv_req_t *", req))
+            ffi.gc(req, None)
+            self.req = None   # C frees it: never touched from Python again
         self.loop._dns_requests.discard(self)
 
     async def wait(self, rc: int) -> Any:

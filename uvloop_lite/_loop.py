@@ -48,6 +48,8 @@ _ABANDONED: list[Any] = []
 
 
 _UV_OPEN, _UV_BUSY, _UV_KEPT = lib.UVL_LOOP_OPEN, lib.UVL_LOOP_BUSY, lib.UVL_LOOP_KEPT
+# How often close() resumes libuv's teardown after an exception between steps.
+_TEARDOWN_TRIES = 10
 
 # Longest single wait (asyncio caps its selector timeout the same way).
 _MAX_WAIT = 24 * 3600.0
@@ -342,8 +344,10 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
-        super().close()
-        self._close_uv()
+        try:
+            super().close()
+        finally:
+            self._close_uv()
 
     def _close_uv(self) -> None:
         """Release libuv: the rules are in _handles/base.py ("Closing the
@@ -391,11 +395,16 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         with it).  Repeated until done: whatever is raised meanwhile (a
         KeyboardInterrupt between two steps, say) is recorded in ``errors``."""
         state = self._uv_state
-        while state[0] == _UV_OPEN or state[0] == _UV_BUSY:
+        for _ in range(_TEARDOWN_TRIES):
             try:
                 self._teardown_step(state, errors)
             except BaseException as exc:
                 errors.append(exc)
+            if state[0] != _UV_OPEN and state[0] != _UV_BUSY:
+                break
+        else:   # pragma: no cover - a step fails every time: keep it all
+            state[0] = _UV_KEPT
+            _ABANDONED.append((self._uv, self._handles))
         self._uv = ffi.NULL
         for sock in (self._sig_rsock, self._sig_wsock):
             if sock is not None:
