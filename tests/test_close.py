@@ -369,3 +369,19 @@ def test_write_after_loop_close_sends(loop):
     assert tr.get_extra_info("socket") is not None
     a.close()
     b.close()
+
+
+def test_write_after_loop_close_on_closed_socket(loop):
+    """The transport's socket closed by hand after the loop: asyncio's
+    transport fails the write (an OSError: logged in debug mode only) and
+    cannot schedule connection_lost() on the closed loop."""
+    a, b = socket.socketpair()
+    tr, _ = loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, a))
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    loop.close()
+    a.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        tr.write(b"hello")
+    assert errors == []
+    b.close()

@@ -328,7 +328,11 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         (RuntimeError, as asyncio's add_writer() raises), an error is fatal
         (and scheduling connection_lost() then raises RuntimeError too)."""
         sock = self._sock
-        if sock is None:   # no socket of our own: nothing to send with
+        if sock is None:
+            # No socket left to send with (libuv's fd went with the loop): as
+            # a write after a lost connection, dropped (asyncio would send).
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
         try:
