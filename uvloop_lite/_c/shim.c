@@ -164,7 +164,6 @@ int uvl_loop_close_later(uv_loop_t* loop, int* state) {
     rc = pthread_attr_init(&attr);
     if (rc == 0) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 64 * 1024);
         rc = pthread_create(&thread, &attr, uvl__drain, loop);
         pthread_attr_destroy(&attr);
     }
