@@ -16,6 +16,7 @@ import sys
 import pytest
 
 import faults
+from uvloop_lite._ffi import lib
 
 LOOP_KINDS = ("asyncio", "uvloop_lite")
 
@@ -158,6 +159,27 @@ print(",".join(first), base, nfds())
     errors, base, after = out.split()
     assert errors == "ValueError"
     assert int(after) <= int(base) + 2, out
+
+
+def test_keyboard_interrupt_in_a_close_step(uv_loop):
+    """A KeyboardInterrupt out of one of close()'s Python steps leaves close()
+    only once libuv is closed: every handle closed, the loop released."""
+    a, b = socket.socketpair()
+    uv_loop.run_until_complete(uv_loop.connect_accepted_socket(asyncio.Protocol, a))
+    uv_loop.add_reader(b.fileno(), lambda: None)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    uv_loop._close_servers = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        with pytest.warns(ResourceWarning, match="open libuv handle"):
+            uv_loop.close()
+    assert uv_loop.is_closed()
+    assert not uv_loop._handles
+    assert uv_loop._uv_state[0] == lib.UVL_LOOP_RELEASED
+    a.close()
+    b.close()
 
 
 def test_pending_lookup_during_failed_close():
