@@ -240,6 +240,7 @@ print(f"{dt:.3f}", base, wait_fds(base))
 def test_many_loops_closed_with_lookups_running():
     """50 loops closed each with two lookups in flight: every one is
     released once the resolver answers (no fd or thread left)."""
+    # (UV_THREADPOOL_SIZE unset: libuv's pool has 4 threads.)
     out = run("""
 base = nfds()
 for _ in range(50):
@@ -250,11 +251,16 @@ for _ in range(50):
     del loop, tasks
 gc.collect()
 after = wait_fds(base, 30)
-print(base, after, threading.active_count())
+def nthreads():
+    return len(os.listdir("/proc/self/task"))
+end = time.monotonic() + 10
+while nthreads() > 5 and time.monotonic() < end:   # main + libuv's pool of 4
+    time.sleep(0.01)
+print(base, after, nthreads())
 """, "uvloop_lite", rules="getaddrinfo:delay=300:*", timeout=90)
     base, after, threads = map(int, out.split())
     assert after <= base, out
-    assert threads == 1, out
+    assert threads <= 5, out   # each loop's closing thread is gone
 
 
 def test_lookup_coroutine_closed_after_loop_released():
