@@ -117,11 +117,19 @@ def sockaddr_to_tuple(addr: Any) -> Any:
 
 class _Request:
     """A resolver request: its memory and its future live until libuv's
-    callback (the loop holds it in ``_dns_requests``)."""
+    callback (the loop holds it in ``_dns_requests``).
+
+    The memory is malloc'd and owned by this object, unless the loop closes
+    while a thread-pool worker still resolves: then ``abandon()`` hands it
+    to C (the worker writes into it later; see _handles/base.py)."""
 
     def __init__(self, loop: Any, ctype: str) -> None:
+        loop._check_closed()
         self.loop = loop
-        self.req = ffi.new(ctype)
+        req = lib.uvl_calloc(ffi.sizeof(ctype[:-2]))
+        if req == ffi.NULL:
+            raise MemoryError
+        self.req = ffi.gc(ffi.cast(ctype, req), lib.uvl_free)
         self.handle = ffi.new_handle(self)
         self.req.data = self.handle
         self.fut = loop.create_future()
@@ -129,7 +137,19 @@ class _Request:
         loop._dns_requests.add(self)
 
     def cancel(self) -> None:
-        lib.uv_cancel(ffi.cast("uv_req_t *", self.req))
+        req = self.req
+        if req is not None and req.data != ffi.NULL:   # not called back yet
+            lib.uv_cancel(ffi.cast("uv_req_t *", req))
+
+    def abandon(self) -> None:
+        """The loop is closing with this request still in libuv's thread
+        pool: its callback becomes C code that frees the memory."""
+        req = self.req
+        if req is not None:   # once (the loop's close may resume)
+            lib.uvl_req_abandon(ffi.cast("uv_req_t *", req))
+            ffi.gc(req, None)
+            self.req = None   # C frees it: never touched from Python again
+        self.loop._dns_requests.discard(self)
 
     async def wait(self, rc: int) -> Any:
         """The result, once libuv's callback came (``rc``: what submitting
@@ -250,6 +270,12 @@ class DnsMixin:
     def _cancel_dns(self) -> None:
         for request in list(self._dns_requests):
             request.cancel()
+
+    def _abandon_dns(self) -> None:
+        """At close, with requests still in libuv's thread pool (the only
+        requests that outlive their handles): give them to C."""
+        for request in list(self._dns_requests):
+            request.abandon()
 
 
 def _settle(req: Any, status: int) -> _Request | None:

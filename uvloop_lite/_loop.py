@@ -47,6 +47,10 @@ __all__ = ["Loop"]
 _ABANDONED: list[Any] = []
 
 
+_UV_OPEN, _UV_BUSY, _UV_KEPT = lib.UVL_LOOP_OPEN, lib.UVL_LOOP_BUSY, lib.UVL_LOOP_KEPT
+# How often close() resumes libuv's teardown after an exception between steps.
+_TEARDOWN_TRIES = 10
+
 # Longest single wait (asyncio caps its selector timeout the same way).
 _MAX_WAIT = 24 * 3600.0
 # Rebuild the timer heap once cancelled handles are over half of at least this many.
@@ -94,8 +98,12 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._pid = os.getpid()
         self._handles: set[UVHandle] = set()
         self._handle_stats: dict[str, list[int]] = {}
-        self._uv = ffi.new("uv_loop_t *")
-        check(lib.uv_loop_init(self._uv))
+        # malloc'd, not cffi memory: see "Closing the loop" in _handles/base.py.
+        uv = lib.uvl_loop_new()
+        if uv == ffi.NULL:
+            raise MemoryError("cannot create a libuv loop")
+        self._uv = uv
+        self._uv_state = ffi.new("int *", _UV_OPEN)   # written by C: see shim.h
         self._uv_closed = False
         self._pending = _base.pending_slot()
         self._read_buffer = ffi.new("char[]", _READ_BUFFER_SIZE)
@@ -193,7 +201,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         _uvl_run(self._uv, ms)
         pending = self._pending
         if pending.exc is not None:
-            exc, pending.exc = pending.exc, None
+            exc = _base.take_pending(pending, self)
             raise exc
         if scheduled:
             # Due timers go ahead of what the I/O callbacks just scheduled, and
@@ -336,10 +344,17 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
-        super().close()
-        self._close_uv()
+        try:
+            super().close()
+        finally:
+            self._close_uv()
 
     def _close_uv(self) -> None:
+        """Release libuv: the rules are in _handles/base.py ("Closing the
+        loop").  Whatever the Python-level steps raise (signal handlers outside
+        the main thread, a warning turned into an error, a KeyboardInterrupt),
+        libuv's teardown runs to its end; the first error, and the warning
+        about handles left open, come after it."""
         if self._uv_closed:
             return
         self._uv_closed = True
@@ -348,35 +363,85 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             # child shares: abandon the memory instead.
             _ABANDONED.append((self._uv, self._handles))
             return
-        self._close_signals()
-        self._orphan_subprocesses()
-        self._close_servers()
-        self._close_polls()
-        for handle in self._internal_handles():
-            handle.close()
-        leftovers = [h for h in self._handles if h.is_open()]
-        if leftovers:
-            warnings.warn(f"{self!r} closed with {len(leftovers)} open libuv "
-                          f"handle(s): {leftovers!r}", ResourceWarning, source=self)
-        self._cancel_dns()
-        lib.uvl_close_all(self._uv, lib.uvl_on_close)
-        # Let every close callback run (and requests in libuv's thread pool end).
-        lib.uv_run(self._uv, lib.UV_RUN_DEFAULT)
-        pending = _base.pending_slot()
-        exc, pending.exc = pending.exc, None
-        rc = lib.uv_loop_close(self._uv)
-        if rc < 0:  # pragma: no cover - requests still pending in libuv
+        errors: list[BaseException] = []
+        leftovers: list[UVHandle] = []
+        try:
+            for step in (self._close_signals, self._orphan_subprocesses,
+                         self._close_servers, self._close_polls):
+                try:
+                    step()
+                except BaseException as exc:   # raised once libuv is closed
+                    errors.append(exc)
+            internal = self._internal_handles()
+            leftovers = [h for h in self._handles if h.is_open() and h not in internal]
+        finally:
+            self._teardown_uv(errors)
+        try:
+            if leftovers:
+                warnings.warn(f"{self!r} closed with {len(leftovers)} open libuv "
+                              f"handle(s): {leftovers!r}", ResourceWarning, source=self)
+        finally:
+            if errors:
+                exc = errors[0]
+                errors = leftovers = []
+                try:
+                    raise exc
+                finally:
+                    exc = None
+
+    def _teardown_uv(self, errors: list[BaseException]) -> None:
+        """Close every handle, run their close callbacks, close the loop (or
+        hand it to a thread that closes it once libuv's thread pool is done
+        with it).  Repeated until done: whatever is raised meanwhile (a
+        KeyboardInterrupt between two steps, say) is recorded in ``errors``."""
+        state = self._uv_state
+        for _ in range(_TEARDOWN_TRIES):
+            try:
+                self._teardown_step(state, errors)
+            except BaseException as exc:
+                errors.append(exc)
+            if state[0] != _UV_OPEN and state[0] != _UV_BUSY:
+                break
+        else:   # pragma: no cover - a step fails every time: keep it all
+            state[0] = _UV_KEPT
             _ABANDONED.append((self._uv, self._handles))
+        self._uv = ffi.NULL
         for sock in (self._sig_rsock, self._sig_wsock):
             if sock is not None:
                 sock.close()
-        if exc is not None:
-            raise exc
+
+    def _teardown_step(self, state: Any, errors: list[BaseException]) -> None:
+        if state[0] == _UV_OPEN:
+            # The base close, libuv's only (no transport logic): each wrapper
+            # is CLOSING before libuv can call it back, so its callbacks only
+            # release memory, and no handle is closed twice.
+            for handle in list(self._handles):
+                UVHandle.close(handle)
+            self._cancel_dns()   # those not started yet end now, as cancelled
+            slot = _base.pending_slot()
+            saved, slot.exc, slot.later = (slot.exc, slot.later), None, []
+            try:
+                lib.uvl_loop_finish(self._uv, lib.uvl_on_close, state)
+            finally:
+                if slot.exc is not None:   # raised by a close callback
+                    errors.append(slot.exc)
+                    errors.extend(slot.later)
+                slot.exc, slot.later = saved
+        if state[0] == _UV_BUSY:
+            # A lookup still runs in libuv's thread pool (asyncio's close does
+            # not wait for its executor either): its request becomes C's, and
+            # a thread closes and frees the loop once the lookup ends.
+            self._abandon_dns()
+            lib.uvl_loop_close_later(self._uv, state)
+        if state[0] == _UV_KEPT:   # pragma: no cover - libuv would not let go
+            _ABANDONED.append((self._uv, self._handles))
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if getattr(self, "_uv_closed", True):
             return
-        if not self.is_closed():
-            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
-            self._closed = True
-        self._close_uv()
+        try:
+            if not self.is_closed():
+                self._closed = True
+                _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+        finally:   # also when the warning is an error (-W error)
+            self._close_uv()

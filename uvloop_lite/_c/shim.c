@@ -5,9 +5,12 @@
 #include <errno.h>
 #include <stddef.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 /* C-side copies of shim.h's declarations (shim.h itself is cdef, not C). */
 typedef struct { char* base; size_t len; uv_timer_t* wake; int running; } uvl_loop_data_t;
+enum { UVL_LOOP_OPEN, UVL_LOOP_BUSY, UVL_LOOP_RELEASED, UVL_LOOP_KEPT };
 
 /* The extern "Python" callbacks, which cffi defines as static functions. */
 static void uvl_on_alloc(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
@@ -69,6 +72,106 @@ int uvl_close_all(uv_loop_t* loop, uv_close_cb cb) {
     a.count = 0;
     uv_walk(loop, uvl__close_one, &a);
     return a.count;
+}
+
+/* -- loop lifetime (see _handles/base.py) --------------------------------------
+ * The uv_loop_t and the resolver requests are malloc'd, not cffi memory: a
+ * loop whose teardown cannot finish at once must outlive the Python objects
+ * (and, for good measure, the interpreter's own teardown). */
+
+uv_loop_t* uvl_loop_new(void) {
+    uv_loop_t* loop = (uv_loop_t*)calloc(1, sizeof(uv_loop_t));
+    if (loop != NULL && uv_loop_init(loop) != 0) {
+        free(loop);
+        loop = NULL;
+    }
+    return loop;
+}
+
+void* uvl_calloc(size_t size) {
+    return calloc(1, size);
+}
+
+void uvl_free(void* ptr) {
+    free(ptr);
+}
+
+static void uvl__count_any(uv_handle_t* handle, void* arg) {
+    (void)handle;
+    (*(int*)arg)++;
+}
+
+int uvl_loop_finish(uv_loop_t* loop, uv_close_cb cb, int* state) {
+    int left = 0, rounds;
+    if (*state != UVL_LOOP_OPEN)
+        return *state;
+    uvl_close_all(loop, cb);
+    /* Closing handles finish in the close phase of an iteration: a few
+     * non-blocking iterations run every close callback (and those of the
+     * writes and sends the closes cancel).  Nothing here waits for the
+     * thread pool. */
+    for (rounds = 0; rounds < 64; rounds++) {
+        left = 0;
+        uv_walk(loop, uvl__count_any, &left);
+        if (left == 0)
+            break;
+        uv_run(loop, UV_RUN_NOWAIT);
+        uvl_close_all(loop, cb);   /* none, unless a callback opened one */
+    }
+    if (left == 0 && !uv_loop_alive(loop) && uv_loop_close(loop) == 0) {
+        free(loop);
+        *state = UVL_LOOP_RELEASED;
+    } else {
+        *state = left == 0 ? UVL_LOOP_BUSY : UVL_LOOP_KEPT;
+    }
+    return *state;
+}
+
+static void uvl__gai_drop(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
+    (void)status;
+    uv_freeaddrinfo(res);
+    free(req);
+}
+
+static void uvl__gni_drop(uv_getnameinfo_t* req, int status, const char* host,
+                          const char* service) {
+    (void)status;
+    (void)host;
+    (void)service;
+    free(req);
+}
+
+void uvl_req_abandon(uv_req_t* req) {
+    req->data = NULL;
+    if (req->type == UV_GETADDRINFO)
+        ((uv_getaddrinfo_t*)req)->cb = uvl__gai_drop;
+    else if (req->type == UV_GETNAMEINFO)
+        ((uv_getnameinfo_t*)req)->getnameinfo_cb = uvl__gni_drop;
+}
+
+static void* uvl__drain(void* arg) {
+    uv_loop_t* loop = (uv_loop_t*)arg;
+    uv_run(loop, UV_RUN_DEFAULT);   /* until the last request has called back */
+    if (uv_loop_close(loop) == 0)
+        free(loop);
+    return NULL;
+}
+
+int uvl_loop_close_later(uv_loop_t* loop, int* state) {
+    pthread_t thread;
+    pthread_attr_t attr;
+    int rc;
+    if (*state != UVL_LOOP_BUSY)
+        return *state;
+    loop->data = NULL;   /* the Python side of the loop is gone */
+    rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&thread, &attr, uvl__drain, loop);
+        pthread_attr_destroy(&attr);
+    }
+    *state = rc == 0 ? UVL_LOOP_RELEASED : UVL_LOOP_KEPT;
+    return *state;
 }
 
 static void uvl__count_one(uv_handle_t* handle, void* arg) {

@@ -23,6 +23,27 @@ int uvl_async_init_wakeup(uv_loop_t* loop, uv_async_t* async);
  * close callback; returns how many were closed. */
 int uvl_close_all(uv_loop_t* loop, uv_close_cb cb);
 
+/* Loop lifetime (see _handles/base.py, "Closing the loop").
+ * uvl_loop_new(): a malloc'd, initialised uv_loop_t (NULL on failure).
+ * uvl_calloc()/uvl_free(): memory that may have to outlive its Python owner.
+ * The teardown state lives in Python memory (int *state) and is written by C
+ * before returning, so an exception raised between two Python steps never
+ * leaves it unknown.  uvl_loop_finish(): from OPEN, close every handle, run
+ * the loop without blocking until every close callback ran, then close and
+ * free it (RELEASED), or stop at BUSY (requests still in the thread pool) or
+ * KEPT (handles would not finish: the memory is kept for good).
+ * uvl_req_abandon(): a resolver request's callback becomes C code that frees
+ * the request and its result, calling no Python.  uvl_loop_close_later():
+ * from BUSY, a detached thread runs the loop until the thread pool is done
+ * with it, then closes and frees it (RELEASED), or KEPT if no thread. */
+enum { UVL_LOOP_OPEN, UVL_LOOP_BUSY, UVL_LOOP_RELEASED, UVL_LOOP_KEPT };
+uv_loop_t* uvl_loop_new(void);
+void* uvl_calloc(size_t size);
+void uvl_free(void* ptr);
+int uvl_loop_finish(uv_loop_t* loop, uv_close_cb cb, int* state);
+void uvl_req_abandon(uv_req_t* req);
+int uvl_loop_close_later(uv_loop_t* loop, int* state);
+
 /* Count the loop's handles that are not closing (diagnostics and tests). */
 int uvl_count_handles(uv_loop_t* loop);
 

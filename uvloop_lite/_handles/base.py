@@ -1,38 +1,72 @@
 """UVHandle: the lifetime protocol every libuv handle wrapper follows, and the
 last-resort handler for exceptions escaping a callback from libuv.
 
-Lifetimes
----------
-libuv owns nothing: every ``uv_*_t`` lives in memory that Python allocated with
-``ffi.new`` and that cffi frees when the owning cdata object is collected.
-libuv keeps raw pointers to that memory from ``uv_*_init`` until the close
-callback has run, and calls back into Python with them.  So two things must
-stay alive for that whole span:
+Handles
+-------
+libuv owns no memory: every ``uv_*_t`` lives in memory Python allocated
+(``ffi.new``), which cffi frees when the owning cdata is collected.  libuv
+keeps raw pointers to it from ``uv_*_init`` until the close callback has run,
+and calls back into Python through them.  So, for that whole span, two things
+stay alive: the C memory (``self._ptr``) and the wrapper (``ptr.data`` is
+``ffi.new_handle(self)``, turned back into ``self`` by the callbacks).
 
-* the C memory (``self._ptr``), or libuv writes into freed memory;
-* the wrapper object, because ``ptr.data`` holds ``ffi.new_handle(self)`` and
-  the callback turns it back into ``self`` with ``ffi.from_handle``.
-
-The rule: from a successful init until ``uvl_on_close`` runs, the loop holds
-the wrapper in ``loop._handles`` (a strong reference), and the wrapper holds
-its ``_ptr`` and its ``_self_handle``.  ``close()`` only *asks* libuv to close
-(``uv_close``); the reference is dropped in ``_on_close``, after libuv's last
-use of the memory.  No ``__del__`` calls libuv and no handle gets ``ffi.gc``:
-a collected wrapper would be a handle libuv still knows about.
+The loop holds the wrapper in ``loop._handles`` from a successful init until
+``uvl_on_close``; the wrapper holds ``_ptr`` and ``_self_handle``.  ``close()``
+only asks libuv (``uv_close``); references go in ``_on_close``, after libuv's
+last use.  No ``__del__`` calls libuv and no handle gets ``ffi.gc``.
 
 States: ``NEW`` -> ``OPEN`` (init succeeded) -> ``CLOSING`` (uv_close called)
--> ``CLOSED`` (close callback ran).  Requests (``uv_write_t`` and friends) are
-kept alive the same way by whatever issued them, until their callback.
+-> ``CLOSED`` (close callback ran).  ``UVHandle.close`` is the one place that
+calls ``uv_close``, guarded by the state, so a handle is closed exactly once.
+Once a handle is not ``OPEN`` its callbacks only release memory (a write or
+send libuv reports, cancelled or finished, pops its request and returns): no
+protocol code runs for a closing handle.  Requests (``uv_write_t`` and
+friends) are kept alive by whatever issued them, until their callback, which
+libuv always makes (with ``UV_ECANCELED`` at the latest when the handle
+closes).
 
+Closing the loop
+----------------
+``loop.close()`` either finishes libuv's teardown or keeps libuv's memory for
+good, whatever raises on the way and in whatever thread:
+
+* The Python steps first (signal handlers, subprocesses, servers, polls);
+  what they raise (``ValueError`` outside the main thread, a warning turned
+  into an error, a ``KeyboardInterrupt``) is kept and raised only once libuv
+  is closed.  So is the ``ResourceWarning`` about handles left open.
+* Then every wrapper still in ``loop._handles`` gets the base
+  ``UVHandle.close`` (no transport logic): ``CLOSING`` before libuv can call
+  back, so no protocol callback runs from inside ``close()``.
+* ``uvl_loop_finish`` (C) closes anything left, runs non-blocking iterations
+  until every close callback ran, then ``uv_loop_close`` and frees the loop.
+  Its progress is a state C writes into Python memory before returning, so
+  the teardown is resumed, never repeated, after an exception between steps.
+* The ``uv_loop_t`` is malloc'd: freed only after ``uv_loop_close``
+  succeeded, never by the garbage collector (libuv's process-wide signal
+  tree and thread pool may point into it).  Failing that, it is kept.
+* ``close()`` does not wait for the thread pool (asyncio's close does not wait
+  for its executor).  A resolver request still running is abandoned to C:
+  its memory is malloc'd, its callback becomes a C function that frees it and
+  its result, and a detached C thread runs the loop until the worker is done,
+  then closes and frees it.  No Python runs there.
+* An unclosed loop's ``__del__`` does the same, also when its warning is an
+  error.  In a fork child the parent's loop is never touched: its memory is
+  kept (``_ABANDONED``).
+
+Exceptions
+----------
 A callback first recovers ``self`` from ``data`` (returning if it is NULL) and
 deals with its own errors; ``callback_error`` (the ``onerror`` of every
-``def_extern``) is the net under that: nothing may unwind into C.
+``def_extern``) is the net under that: nothing may unwind into C.  What it
+catches (``KeyboardInterrupt``, ``SystemExit``) waits in this thread's slot
+and is raised once ``uv_run`` returns; more of them in the same iteration are
+raised by the next run calls, one each, as asyncio's ready queue does.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
+from asyncio import events as _events
 from typing import TYPE_CHECKING, Any
 
 from .._errors import uv_error
@@ -48,12 +82,15 @@ NEW, OPEN, CLOSING, CLOSED = range(4)
 
 class _Slot:
     """Where a BaseException raised inside a libuv callback waits for the
-    loop to re-raise it once uv_run() has returned."""
+    loop to re-raise it once uv_run() has returned; ``later`` holds those
+    raised after it in the same iteration (each leaves its own run call,
+    as with asyncio, where each is a callback of the ready queue)."""
 
-    __slots__ = ("exc",)
+    __slots__ = ("exc", "later")
 
     def __init__(self) -> None:
         self.exc: BaseException | None = None
+        self.later: list[BaseException] = []
 
 
 class _PerThread(threading.local):
@@ -84,17 +121,25 @@ def callback_error(exc_type: type, exc: BaseException, tb: Any) -> None:
     slot = _per_thread.slot
     if slot.exc is None:
         slot.exc = exc
-    else:  # a second one in the same iteration: keep the first, report this one
-        sys.unraisablehook(_Unraisable(exc, "exception in a libuv callback"))
+    else:  # a second one in the same iteration: raised by the next run call
+        slot.later.append(exc)
 
 
-class _Unraisable:
-    def __init__(self, exc: BaseException, msg: str) -> None:
-        self.exc_type = type(exc)
-        self.exc_value = exc
-        self.exc_traceback = exc.__traceback__
-        self.err_msg = msg
-        self.object = None
+def _reraise(exc: BaseException) -> None:
+    raise exc
+
+
+def take_pending(slot: _Slot, loop: Loop) -> BaseException:
+    """The exception to raise now; any raised after it in the same iteration
+    go to the front of the loop's ready queue, to be raised in turn by the
+    next run calls (callbacks the exception skipped go on)."""
+    exc, slot.exc = slot.exc, None
+    later = slot.later
+    if later:
+        slot.later = []
+        loop._ready.extendleft(
+            reversed([_events.Handle(_reraise, (e,), loop, None) for e in later]))
+    return exc
 
 
 class UVHandle:
@@ -105,6 +150,8 @@ class UVHandle:
     _ctype = "uv_handle_t *"
 
     def __init__(self, loop: Loop) -> None:
+        if loop._uv_closed:
+            raise RuntimeError("Event loop is closed")
         if loop._polls_idle:
             # Before libuv watches another fd: see _sock.py on idle polls.
             loop._close_idle_polls()

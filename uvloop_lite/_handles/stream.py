@@ -292,6 +292,9 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             data = bytes(data)   # the caller may reuse a mutable buffer at once
         size = len(data)
         if not self._pending:
+            if self._state != OPEN:
+                self._write_without_loop(data)
+                return
             n = _try_write(self._stream, data, size)
             if n == size:
                 return
@@ -318,11 +321,38 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._buffer_size += size
         self._maybe_pause_protocol()
 
+    def _write_without_loop(self, data: bytes) -> None:
+        """write() on a transport left open when its loop closed (libuv's fd
+        is gone, the transport's socket is not).  As asyncio's transport:
+        send what the kernel takes at once; more would need the loop
+        (RuntimeError, as asyncio's add_writer() raises), an error is fatal
+        (and scheduling connection_lost() then raises RuntimeError too)."""
+        sock = self._sock
+        if sock is None:
+            # No socket left to send with (libuv's fd went with the loop): as
+            # a write after a lost connection, dropped (asyncio would send).
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            return
+        if n != len(data):
+            self._loop._check_closed()
+            raise RuntimeError("cannot queue data: the loop is gone")   # pragma: no cover
+
     def writelines(self, list_of_data: Any) -> None:
         """Write every buffer with one vectored write."""
         chunks = [d if type(d) is bytes else bytes(d) for d in list_of_data]
         if len(chunks) <= 1 or self._pending or self._eof or self._conn_lost \
-                or self._empty_waiter is not None:
+                or self._empty_waiter is not None or self._state != OPEN:
             for chunk in chunks:
                 self.write(chunk)
             return
@@ -373,6 +403,10 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         if not self._pending:   # pragma: no cover - libuv calls back once per request
             return
         _req, _keep, size = self._pending.popleft()
+        if self._state != OPEN:
+            # Closing (the transport's close, or the loop's): a cancelled write,
+            # or one libuv finished in uv_write() and reports now.  Release only.
+            return
         if not self._conn_lost:   # else _force_close() already emptied the count
             self._buffer_size -= size
         if status < 0:
