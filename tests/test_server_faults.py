@@ -239,6 +239,25 @@ def test_user_sockets_owned_and_closed_by_transports(loop):
     }
 
 
+def test_transport_replaces_a_reader_of_its_socket(loop):
+    # With one fd, a transport and an add_reader() poll would watch the same fd
+    # number: as asyncio's transport, it takes over the reader.
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        called = []
+        loop.add_reader(a, called.append, "reader")
+        tr, proto = await loop.connect_accepted_socket(lambda: Recorder(loop), a)
+        b.sendall(b"data")
+        await proto.until(4)
+        tr.close()
+        await proto.lost
+        b.close()
+        return called, bytes(proto.data)
+
+    assert loop.run_until_complete(main()) == ([], b"data")
+
+
 def test_transport_left_open_at_loop_close_never_closes_a_reused_fd(uv_loop):
     # libuv closes the fd of a transport still open when the loop closes:
     # the transport's socket object must let go of that number.
@@ -435,3 +454,45 @@ def test_server_keeps_serving_after_factory_raises_base_exception(loop, exc_type
     loop.run_until_complete(server.wait_closed())
     # Only asyncio's note about the task that raised may have been logged.
     assert all("never retrieved" in c.get("message", "") for c in contexts), contexts
+
+
+# -- a datagram that waits for writability ------------------------------------------
+
+UDP_WAIT_CHILD = """
+import asyncio, os, socket, sys
+import uvloop_lite
+from faults import arm, fired
+kind = sys.argv[1]
+loop = asyncio.SelectorEventLoop() if kind == "asyncio" else uvloop_lite.new_event_loop()
+
+async def main():
+    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    r.bind(("127.0.0.1", 0))
+    r.setblocking(False)
+    tr, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    before = len(os.listdir("/proc/self/fd"))
+    # A host name goes through the Python socket's own sendto(); the kernel
+    # pushes back once, so the datagram waits for writability.
+    arm("sendto:EAGAIN:1")
+    tr.sendto(b"hello", ("localhost", r.getsockname()[1]))
+    data = await asyncio.wait_for(loop.sock_recv(r, 100), 5)
+    pushed_back = fired("sendto")
+    arm("")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    print(data.decode(), pushed_back, len(os.listdir("/proc/self/fd")) - before,
+          tr.get_write_buffer_size())
+    tr.close()
+    r.close()
+    await asyncio.sleep(0)
+
+loop.run_until_complete(main())
+loop.close()
+"""
+
+
+def test_datagram_waiting_for_writability_is_sent(loop_kind):
+    proc = faults.run(UDP_WAIT_CHILD, "", loop_kind)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["hello", "1", "0", "0"]

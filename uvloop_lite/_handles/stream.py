@@ -567,10 +567,20 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
 def _open_shared(handle: Any, sock: socket.socket) -> None:
     """Hand ``sock``'s own fd to libuv (``handle._uv_open``).  On failure
     libuv took nothing: the socket still owns its fd, for the caller to close."""
-    rc = handle._uv_open(sock.fileno())
+    fd = sock.fileno()
+    drop_watchers(handle._loop, fd)
+    rc = handle._uv_open(fd)
     if rc < 0:
         UVHandle.close(handle)
         raise uv_error(rc)
+
+
+def drop_watchers(loop: Loop, fd: int) -> None:
+    """The transport made on ``fd`` replaces its reader and writer (asyncio's
+    transport replaces the reader too); their poll closes now, as libuv lets
+    only one watcher per fd number in."""
+    if loop._remove_reader(fd) | loop._remove_writer(fd):
+        loop._close_idle_polls()
 
 
 def _release(sock: socket.socket | None) -> None:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
 from .base import OPEN, UVHandle, callback_error
+from .stream import drop_watchers
 
 if TYPE_CHECKING:
     from .._loop import Loop
@@ -267,6 +268,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         self._sockaddrs: dict[Any, bytes] = {}    # address tuple -> raw sockaddr
         self._writer_sock: socket.socket | None = None   # see _watch_writer
         self._init_done(lib.uv_udp_init(loop._uv, self._ptr))
+        drop_watchers(loop, self._sock_fd)
         rc = lib.uvl_udp_open(self._ptr, self._sock_fd)
         if rc < 0:   # libuv took nothing: the socket stays its owner's
             UVHandle.close(self)
