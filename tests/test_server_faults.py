@@ -329,7 +329,7 @@ async def main():
             assert exc.errno == errno.EMFILE
     else:
         from faults import arm
-        arm("accept|accept4:EMFILE:*")
+        arm("accept|accept4:%s:*" % mode)
     print(server.sockets[0].getsockname()[1], flush=True)
     # The parent connects every client, then says go; the first error report
     # comes from the server trying to accept them.
@@ -360,10 +360,12 @@ loop.close()
 """
 
 
-@pytest.mark.parametrize("mode", ["rlimit", "fault"])
+@pytest.mark.parametrize("mode", ["rlimit", "EMFILE", "ENFILE"])
 def test_clients_at_fd_limit_are_served_and_errors_logged(loop_kind, mode):
+    """The issue's scenario: 60 clients connect while the server is out of
+    fds (RLIMIT_NOFILE reached, or accept() failing as armed)."""
     n_clients = 60
-    if mode == "fault":
+    if mode != "rlimit":
         faults.library()
         env = dict(os.environ)
         env["LD_PRELOAD"] = f"{env.get('LD_PRELOAD', '')} {faults.library()}".strip()
@@ -402,7 +404,7 @@ def test_clients_at_fd_limit_are_served_and_errors_logged(loop_kind, mode):
     assert echoed == n_clients
     assert lines["served"] == str(n_clients)
     assert lines["message"] == "socket.accept() out of system resource"
-    assert lines["errno"] == "EMFILE"
+    assert lines["errno"] == ("EMFILE" if mode == "rlimit" else mode)
     assert lines["socket"] == "TransportSocket"
     assert lines["kinds"] == "['socket.accept() out of system resource']"
 
@@ -496,3 +498,37 @@ def test_datagram_waiting_for_writability_is_sent(loop_kind):
     proc = faults.run(UDP_WAIT_CHILD, "", loop_kind)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["hello", "1", "0", "0"]
+
+
+def test_aborted_accept_is_skipped(loop_kind):
+    proc = faults.run("""
+import asyncio, sys
+import uvloop_lite
+from faults import arm, fired
+kind = sys.argv[1]
+loop = asyncio.SelectorEventLoop() if kind == "asyncio" else uvloop_lite.new_event_loop()
+contexts = []
+loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, tr):
+        self.tr = tr
+    def data_received(self, data):
+        self.tr.write(data)
+
+async def main():
+    server = await loop.create_server(Echo, "127.0.0.1", 0)
+    arm("accept|accept4:ECONNABORTED:1")
+    reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+    writer.write(b"ping")
+    got = await asyncio.wait_for(reader.read(4), 5)
+    print(got.decode(), fired("accept") + fired("accept4"), len(contexts))
+    writer.close()
+    server.close()
+    await server.wait_closed()
+
+loop.run_until_complete(main())
+loop.close()
+""", "", loop_kind)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ping", "1", "0"]

@@ -32,10 +32,9 @@ the fd limit by accepting and closing the waiting clients, unreported.
 from __future__ import annotations
 
 import collections
-import os
+import errno
 import socket
 import sys
-import errno
 from asyncio import constants, events, futures, protocols, transports, trsock
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any, Callable
