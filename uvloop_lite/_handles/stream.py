@@ -24,9 +24,9 @@ a later ``close()`` or collection of the socket object cannot close the
 number once it names another file.  A user's socket (``sock=``) thus reads
 ``fileno() == -1`` after the transport closed it, as with asyncio.
 
-Servers (StreamServer) accept as asyncio's selector loop does, from a
-``uv_poll_t`` on the listening socket: libuv's own accept would shed load at
-the fd limit by accepting and closing the waiting clients, unreported.
+Servers (StreamServer) accept as asyncio's selector loop does, from a reader
+on the listening socket: libuv's own accept would shed load at the fd limit
+by accepting and closing the waiting clients, unreported.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
 from .base import OPEN, UVHandle, callback_error
-from .poll import READABLE, UVPoll
 
 if TYPE_CHECKING:
     from .._loop import Loop
@@ -605,15 +604,15 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 
 
 class StreamServer:
-    """Serves one listening socket (TCP or Unix) of an ``asyncio.Server``:
-    a ``uv_poll_t`` on the socket's own fd queues ``_accept_ready`` on the
-    ready queue, which accepts up to ``backlog`` connections into new
-    transports -- asyncio's selector loop, step by step.
+    """Serves one listening socket (TCP or Unix) of an ``asyncio.Server`` as
+    asyncio's selector loop does: ``_accept_ready`` is the socket's reader
+    (the loop's add_reader machinery, a ``uv_poll_t`` on the socket's own fd)
+    and accepts up to ``backlog`` connections into new transports.
 
     The listening socket stays Python's (libuv never owns it): the Server
-    closes it after ``close()`` stopped the poll.  At the fd limit (EMFILE and
-    friends) the error goes to the exception handler and accepting pauses for
-    ``ACCEPT_RETRY_DELAY``; the clients wait in the backlog meanwhile.
+    closes it after ``close()`` stopped the reader.  At the fd limit (EMFILE
+    and friends) the error goes to the exception handler and accepting pauses
+    for ``ACCEPT_RETRY_DELAY``; the clients wait in the backlog meanwhile.
     """
 
     def __init__(self, loop: Loop, sock: socket.socket, protocol_factory: Callable[[], Any],
@@ -621,57 +620,44 @@ class StreamServer:
                  ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any) -> None:
         self._loop = loop
         self._sock = sock
+        self._fd = sock.fileno()
         self._protocol_factory = protocol_factory
         self._sslcontext = sslcontext
         self._server = server
         self._backlog = max(backlog, 1)
         self._ssl_handshake_timeout = ssl_handshake_timeout
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
-        self._poll: UVPoll | None = None
+        self._reading = False
         self._retry: events.TimerHandle | None = None
-        self._queued = False
-        # As asyncio's reader Handle: made once, in the context serving started in.
-        self._handle = events.Handle(self._accept_ready, (), loop, None)
         self._start()
 
     def _start(self) -> None:
         self._retry = None
-        poll = UVPoll(self._loop, self._sock.fileno(), self._on_readable)
-        try:
-            poll.start(READABLE)
-        except BaseException:
-            poll.close()
-            raise
-        self._poll = poll
+        if self._sock.fileno() != self._fd:   # closed under the server meanwhile
+            return
+        self._loop._add_reader(self._fd, self._accept_ready)
+        self._reading = True
 
     def close(self) -> None:
         """Stop accepting (before the Server closes the socket)."""
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        self._stop_poll()
-        # The Handle refers back to this server (and the Server to its
-        # factory and SSL context): cancelling it drops that cycle.
-        self._handle.cancel()
+        self._stop_reading()
         self._protocol_factory = self._sslcontext = self._server = None
 
-    def _stop_poll(self) -> None:
-        poll, self._poll = self._poll, None
-        if poll is not None:
-            poll.close()
-
-    def _on_readable(self, poll: UVPoll, events_: int, status: int) -> None:
-        # From libuv's callback: only queue the accepts (an error status shows
-        # up as accept()'s own error there).
-        if not self._queued:
-            self._queued = True
-            self._loop._ready.append(self._handle)
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            # Cancels the reader Handle (which refers back to this server),
+            # and closes its poll now, while the fd is still open.
+            self._loop._remove_reader(self._fd)
+            self._loop._close_idle_polls()
 
     def _accept_ready(self) -> None:
-        self._queued = False
         sock = self._sock
         for _ in range(self._backlog):
-            if self._poll is None:   # closed, or paused, by a callback meanwhile
+            if not self._reading:   # closed, or paused, by a callback meanwhile
                 return
             try:
                 conn, addr = sock.accept()
@@ -686,7 +672,7 @@ class StreamServer:
                     "socket": trsock.TransportSocket(sock),
                 })
                 # The socket stays readable: stop watching it for a while.
-                self._stop_poll()
+                self._stop_reading()
                 self._retry = self._loop.call_later(constants.ACCEPT_RETRY_DELAY, self._start)
                 return
             conn.setblocking(False)
