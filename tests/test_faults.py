@@ -153,3 +153,23 @@ except ConnectionResetError:
     print("reset", fired("send"))
 """, python=shutil.which("pypy3"))
     assert proc.stdout.split() == ["reset", "1"], proc.stderr
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_connect_refused_and_timed_out(kind):
+    out = run("""
+async def main():
+    srv = await loop.create_server(Proto, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    for err in ("ECONNREFUSED", "ETIMEDOUT"):
+        arm("connect:%s" % err)
+        try:
+            await loop.create_connection(Proto, "127.0.0.1", port)
+        except OSError as exc:
+            print(type(exc).__name__, fired("connect"))
+    srv.close()
+    await srv.wait_closed()
+loop.run_until_complete(main())
+loop.close()
+""", kind)
+    assert out.split() == ["ConnectionRefusedError", "1", "TimeoutError", "1"]
