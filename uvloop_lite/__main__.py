@@ -10,6 +10,9 @@ program then runs as ``python script.py`` / ``python -m module`` would run it:
 as ``__main__``, with ``sys.argv`` holding its own path and arguments and
 ``sys.path[0]`` set to the script's directory (or the current directory for
 ``-m``).
+
+Frameworks that choose the loop class themselves (uvicorn's ``--loop``)
+bypass the policy: the help text names the forms that reach uvloop_lite.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ Run a Python program with uvloop_lite installed as asyncio's event loop policy.
   -m module     run this module as __main__ (like python -m), passing it args
   --version     print the uvloop_lite and libuv versions and exit
   -h, --help    show this help and exit
+
+The policy reaches code that calls asyncio.run() or asyncio.new_event_loop().
+Frameworks with their own loop switch bypass it; name uvloop_lite's loop
+factory to them instead, e.g. uvicorn (0.36+):
+
+  uvicorn app:app --loop uvloop_lite:new_event_loop
+
+(or, with the policy: python -m uvloop_lite -m uvicorn app:app --loop none).
 """
 
 
