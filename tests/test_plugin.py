@@ -175,7 +175,8 @@ SAMPLE = Path(__file__).resolve().parent / "plugin_sample"
 def _needs_loop_factory_hook() -> None:
     pytest.importorskip("anyio")
     plugin = pytest.importorskip("pytest_asyncio.plugin")
-    if not hasattr(plugin.PytestAsyncioSpecs, "pytest_asyncio_loop_factories"):
+    specs = getattr(plugin, "PytestAsyncioSpecs", None)
+    if not hasattr(specs, "pytest_asyncio_loop_factories"):
         pytest.skip("pytest-asyncio < 1.4 has no loop-factory hook")
 
 
@@ -223,7 +224,8 @@ def test_sample_project_on_both_loops(suite: pytest.Pytester, form: str,
                                  "*sample_sync.py::test_sync PASSED*"])
 
 
-@pytest.mark.parametrize("args, loop", [((), ASYNCIO_LOOP), (("--uvloop-lite",), LITE_LOOP)])
+@pytest.mark.parametrize("args, loop", [((), ASYNCIO_LOOP), (("--uvloop-lite",), LITE_LOOP)],
+                         ids=["off", "on"])
 def test_sample_project_on_one_loop(suite: pytest.Pytester, args: tuple[str, ...],
                                     loop: str) -> None:
     """Off, and today's single-loop switch: each test once, all on one loop
@@ -257,7 +259,7 @@ async def test_own(request):
     (("--uvloop-lite",), {"test_own[uvloop_lite]": LITE_LOOP}),
     (("--uvloop-lite=both",), {"test_own[asyncio]": ASYNCIO_LOOP,
                                "test_own[uvloop_lite]": LITE_LOOP}),
-])
+], ids=["off", "on", "both"])
 def test_project_anyio_backend_follows_switch(suite: pytest.Pytester, args: tuple[str, ...],
                                               expected: dict[str, str]) -> None:
     """A project's own anyio_backend fixture follows the switch by returning

@@ -72,6 +72,8 @@ _VALUES = {
 # Stash keys: the policy that was in place before ours, and the mode in force.
 _saved_policy = pytest.StashKey[Any]()
 _mode_key = pytest.StashKey[str]()
+# Whether a pytest-asyncio without the loop-factory hook is loaded.
+_old_pytest_asyncio = pytest.StashKey[bool]()
 
 
 def new_uvloop_lite_loop() -> Loop:
@@ -198,6 +200,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_saved_policy] = _get_policy()
         _set_policy(uvloop_lite.EventLoopPolicy())
     elif mode == BOTH:
+        # Asked before registering: registering an implementation makes the
+        # hook exist whether or not pytest-asyncio declared it.
+        config.stash[_old_pytest_asyncio] = (
+            config.pluginmanager.has_plugin("asyncio")
+            and not hasattr(config.hook, "pytest_asyncio_loop_factories"))
         config.pluginmanager.register(_BothLoops(), "uvloop_lite-both")
         anyio = _anyio_override()
         if anyio is not None:
@@ -224,8 +231,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if mode == ON:
         return f"uvloop_lite: EventLoopPolicy installed ({versions})"
     header = f"uvloop_lite: async tests run on asyncio and on uvloop_lite ({versions})"
-    if (config.pluginmanager.has_plugin("asyncio")
-            and not hasattr(config.hook, "pytest_asyncio_loop_factories")):
+    if config.stash.get(_old_pytest_asyncio, False):
         header += ("\nuvloop_lite: this pytest-asyncio has no loop-factory hook "
                    "(1.4+): its tests run on asyncio's loop only")
     return header
