@@ -155,3 +155,16 @@ def test_main_help_names_the_uvicorn_form() -> None:
     assert proc.returncode == 0
     assert "--loop uvloop_lite:new_event_loop" in proc.stdout
     assert "bypass" in proc.stdout
+
+
+@pytest.mark.parametrize("args, warned", [
+    ((), True), (("--loop", "none"), False), (("--loop=uvloop_lite:new_event_loop",), False)])
+def test_main_warns_when_uvicorn_would_bypass_the_policy(args: tuple[str, ...],
+                                                         warned: bool) -> None:
+    pytest.importorskip("uvicorn")
+    proc = subprocess.run([sys.executable, "-m", "uvloop_lite", "-m", "uvicorn", *args,
+                           "--version"], env=_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "uvicorn" in proc.stdout
+    assert ("--loop uvloop_lite:new_event_loop" in proc.stderr) is warned, proc.stderr

@@ -38,7 +38,8 @@ factory to them instead, e.g. uvicorn (0.36+):
 
   uvicorn app:app --loop uvloop_lite:new_event_loop
 
-(or, with the policy: python -m uvloop_lite -m uvicorn app:app --loop none).
+(or, with the policy: python -m uvloop_lite -m uvicorn app:app --loop none;
+without --loop, python -m uvloop_lite -m uvicorn warns that it is bypassed).
 """
 
 
@@ -56,6 +57,17 @@ def version_text() -> str:
     return (f"uvloop_lite {uvloop_lite.__version__} "
             f"(libuv {uvloop_lite.libuv_version()}, "
             f"{platform.python_implementation()} {platform.python_version()})")
+
+
+def bypass_hint(module: str, args: Sequence[str]) -> str | None:
+    """A warning for a program known to pick its loop past the policy when
+    not told otherwise (uvicorn without ``--loop``), else None."""
+    if module.split(".")[0] != "uvicorn":
+        return None
+    if any(a == "--loop" or a.startswith("--loop=") for a in args):
+        return None
+    return ("uvloop_lite: uvicorn chooses its own loop (--loop auto), bypassing "
+            "the policy; add --loop uvloop_lite:new_event_loop (or --loop none)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -79,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if len(args) < 2:
             _usage_error("-m needs a module name")
         module, rest = args[1], args[2:]
+        hint = bypass_hint(module, rest)
+        if hint:
+            sys.stderr.write(hint)
         uvloop_lite.install()
         # Like `python -m`: the current directory comes first on sys.path, and
         # run_module(alter_sys=True) puts the module's file in sys.argv[0].
