@@ -18,6 +18,9 @@ pytest_plugins = ["pytester"]
 # installed entry point (named "uvloop_lite") is blocked so that the module is
 # not registered twice.
 PLUGIN = ("-p", "no:uvloop_lite", "-p", "uvloop_lite.pytest_plugin")
+# For in-process runs that need no pytest-asyncio: its configure-time warning
+# (no asyncio_default_fixture_loop_scope set) would land in the outer run.
+NO_ASYNCIO = ("-p", "no:asyncio")
 ASYNCIO_LOOP = "asyncio.unix_events._UnixSelectorEventLoop"
 LITE_LOOP = "uvloop_lite._loop.Loop"
 
@@ -107,7 +110,7 @@ def test_bad_environment_value(suite: pytest.Pytester,
 
 def test_policy_restored_after_session(suite: pytest.Pytester) -> None:
     before = asyncio.get_event_loop_policy()
-    result = suite.runpytest_inprocess(*PLUGIN, "-s", "--uvloop-lite")
+    result = suite.runpytest_inprocess(*PLUGIN, *NO_ASYNCIO, "-s", "--uvloop-lite")
     assert loops_reported(result) == {LITE_LOOP}
     assert asyncio.get_event_loop_policy() is before
 
@@ -127,7 +130,7 @@ def test_uvloop_lite_loop_fixture(suite: pytest.Pytester) -> None:
 
             assert uvloop_lite_loop.run_until_complete(main()) is uvloop_lite_loop
     """)
-    result = suite.runpytest_inprocess(*PLUGIN, "test_fixture.py")
+    result = suite.runpytest_inprocess(*PLUGIN, *NO_ASYNCIO, "test_fixture.py")
     result.assert_outcomes(passed=1)
 
 
