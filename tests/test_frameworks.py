@@ -4,7 +4,9 @@ where it is not installed): the app reports which loop serves it.
 uvicorn picks its loop itself (``--loop``, default ``auto``: uvloop if
 importable, else asyncio's SelectorEventLoop), so the policy installed by
 ``python -m uvloop_lite`` only counts with ``--loop none``; ``--loop
-uvloop_lite:new_event_loop`` names the loop factory directly.
+uvloop_lite:new_event_loop`` names the loop factory directly.  aiohttp's
+``run_app`` takes a loop, or makes one through the policy; websockets, httpx
+and anyio's ``run`` run on the loop they are given or find running.
 
 Each server is a subprocess given a listening Unix socket made here (uvicorn's
 ``--fd``), so the request can be sent at once, with no port to guess and no
@@ -56,10 +58,42 @@ PROGRAM = textwrap.dedent("""
 """)
 
 
+# An aiohttp application factory (aiohttp.web's CLI passes it argv).
+AIOHTTP_APP = textwrap.dedent("""
+    import asyncio
+    from aiohttp import web
+
+    async def loop_name(request):
+        cls = type(asyncio.get_running_loop())
+        return web.Response(text=cls.__module__ + "." + cls.__qualname__)
+
+    def init(argv=None):
+        app = web.Application()
+        app.router.add_get("/", loop_name)
+        return app
+""")
+
+# web.run_app() with a uvloop_lite loop, on the listening socket argv[1].
+AIOHTTP_PROGRAM = textwrap.dedent("""
+    import socket
+    import sys
+
+    from aiohttp import web
+    import uvloop_lite
+
+    from aioapp import init
+
+    web.run_app(init(), sock=socket.socket(fileno=int(sys.argv[1])),
+                loop=uvloop_lite.new_event_loop(), print=None)
+""")
+
+
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "program.py").write_text(PROGRAM)
+    (tmp_path / "aioapp.py").write_text(AIOHTTP_APP)
+    (tmp_path / "aioprogram.py").write_text(AIOHTTP_PROGRAM)
     return tmp_path
 
 
@@ -98,21 +132,49 @@ def _get(path: str, proc: subprocess.Popen) -> bytes:
             chunks.append(chunk)
 
 
-def _serve_one(app_dir: Path, argv: list[str]) -> str:
-    """Run ``python argv... --fd N`` (N a listening Unix socket) in app_dir,
-    send one request and stop the server; the loop class the app reported."""
+def _wait_for_output(proc: subprocess.Popen, marker: bytes) -> None:
+    """Read the server's stdout until marker shows (it is listening then)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + DEADLINE
+    seen = b""
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"server did not print {marker!r} in time: {seen!r}")
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        chunk = os.read(proc.stdout.fileno(), 65536) if ready else b""
+        if ready and not chunk:
+            pytest.fail(f"server exited with {proc.wait()} before listening: {seen!r}")
+        seen += chunk
+
+
+def _serve_one(app_dir: Path, argv: list[str], ready: bytes | None = None) -> str:
+    """Run ``python argv...`` in app_dir, send one request and stop the
+    server; the loop class the app reported.
+
+    ``{fd}`` in argv becomes a listening Unix socket made here (the request
+    can go at once); with ``{path}`` instead the server binds that path
+    itself, and prints ``ready`` once it listens."""
     with tempfile.TemporaryDirectory(prefix="uvl") as short:   # AF_UNIX paths are short
         path = os.path.join(short, "s")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
-        listener.listen(16)
-        fd = str(listener.fileno())
-        argv = [a.replace("{fd}", fd) for a in argv]
-        proc = subprocess.Popen([sys.executable, *argv], cwd=app_dir, env=_env(),
-                                pass_fds=[listener.fileno()],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        listener.close()   # the server holds the only copy: a dead server refuses
+        fds: list[int] = []
+        listener = None
+        if any("{fd}" in a for a in argv):
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(path)
+            listener.listen(16)
+            fds.append(listener.fileno())
+        argv = [a.replace("{fd}", str(fds[0]) if fds else "").replace("{path}", path)
+                for a in argv]
+        env = _env()
+        env["PYTHONUNBUFFERED"] = "1"
+        proc = subprocess.Popen([sys.executable, *argv], cwd=app_dir, env=env,
+                                pass_fds=fds, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if listener is not None:
+            listener.close()   # the server holds the only copy: a dead server refuses
         try:
+            if ready is not None:
+                _wait_for_output(proc, ready)
             response = _get(path, proc)
         finally:
             if proc.poll() is None:
@@ -168,3 +230,76 @@ def test_main_warns_when_uvicorn_would_bypass_the_policy(args: tuple[str, ...],
     assert proc.returncode == 0, proc.stderr
     assert "uvicorn" in proc.stdout
     assert ("--loop uvloop_lite:new_event_loop" in proc.stderr) is warned, proc.stderr
+
+
+# --- aiohttp: run_app(loop=...) and python -m uvloop_lite -m aiohttp.web ---
+
+@pytest.mark.parametrize("argv, ready", [
+    pytest.param(["aioprogram.py", "{fd}"], None, id="run_app-loop"),
+    pytest.param(["-m", "uvloop_lite", "-m", "aiohttp.web", "-U", "{path}", "aioapp:init"],
+                 b"Running on", id="policy-aiohttp.web"),
+])
+def test_aiohttp(app_dir: Path, argv: list[str], ready: bytes | None) -> None:
+    pytest.importorskip("aiohttp")
+    assert _serve_one(app_dir, argv, ready) == LITE_LOOP
+
+
+# --- clients and libraries that take the running loop: uvloop_lite.run() ---
+
+def _loop_name() -> str:
+    import asyncio
+
+    cls = type(asyncio.get_running_loop())
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def test_websockets() -> None:
+    websockets = pytest.importorskip("websockets")
+
+    async def main() -> tuple[str, str]:
+        async def echo(ws) -> None:
+            async for message in ws:
+                await ws.send(message)
+
+        async with websockets.serve(echo, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            async with websockets.connect(f"ws://127.0.0.1:{port}") as ws:
+                await ws.send("ping")
+                return await ws.recv(), _loop_name()
+
+    assert uvloop_lite.run(main()) == ("ping", LITE_LOOP)
+
+
+def test_httpx() -> None:
+    httpx = pytest.importorskip("httpx")
+    import asyncio
+
+    async def main() -> tuple[int, str, str]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (await reader.readline()).strip():
+                pass
+            body = _loop_name().encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"http://127.0.0.1:{port}/")
+        return response.status_code, response.text, _loop_name()
+
+    assert uvloop_lite.run(main()) == (200, LITE_LOOP, LITE_LOOP)
+
+
+def test_anyio_run_backend_options() -> None:
+    anyio = pytest.importorskip("anyio")
+
+    async def main() -> str:
+        await anyio.sleep(0)
+        return _loop_name()
+
+    assert anyio.run(main, backend="asyncio",
+                     backend_options={"loop_factory": uvloop_lite.new_event_loop}) == LITE_LOOP
