@@ -311,3 +311,21 @@ def test_both_leaves_the_policy_alone(suite: pytest.Pytester) -> None:
 def test_space_separated_path_is_not_a_mode(suite: pytest.Pytester) -> None:
     """`--uvloop-lite test_report.py`: the flag is 'on', the path a path."""
     assert loops_reported(run_sub(suite, "--uvloop-lite", "test_report.py")) == {LITE_LOOP}
+
+
+def test_project_loop_factories_hook_wins(suite: pytest.Pytester) -> None:
+    """A conftest's own pytest_asyncio_loop_factories answers before ours."""
+    _needs_loop_factory_hook()
+    _copy_sample(suite)
+    suite.makeconftest("""
+        import asyncio
+
+        def pytest_asyncio_loop_factories(config, item):
+            return {"mine": asyncio.SelectorEventLoop, "lite": __import__("uvloop_lite").new_event_loop}
+    """)
+    result = run_sub(suite, "-v", "--uvloop-lite=both", "sample_pytest_asyncio.py")
+    result.assert_outcomes(passed=6)
+    assert loops_by_test(result) == {
+        "test_echo[mine]": ASYNCIO_LOOP, "test_echo[lite]": LITE_LOOP,
+        "test_sleep[mine-0]": ASYNCIO_LOOP, "test_sleep[mine-0.001]": ASYNCIO_LOOP,
+        "test_sleep[lite-0]": LITE_LOOP, "test_sleep[lite-0.001]": LITE_LOOP}

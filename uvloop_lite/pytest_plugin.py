@@ -157,7 +157,9 @@ def _get_policy() -> Any:
 class _BothLoops:
     """The plugin object registered for *both*."""
 
-    @pytest.hookimpl(optionalhook=True)
+    # trylast: a project's own implementation (a conftest's, loaded before
+    # this object is registered) answers first and wins (the hook is firstresult).
+    @pytest.hookimpl(optionalhook=True, trylast=True)
     def pytest_asyncio_loop_factories(
             self, config: pytest.Config, item: pytest.Item,
     ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
