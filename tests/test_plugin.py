@@ -329,3 +329,19 @@ def test_project_loop_factories_hook_wins(suite: pytest.Pytester) -> None:
         "test_echo[mine]": ASYNCIO_LOOP, "test_echo[lite]": LITE_LOOP,
         "test_sleep[mine-0]": ASYNCIO_LOOP, "test_sleep[mine-0.001]": ASYNCIO_LOOP,
         "test_sleep[lite-0]": LITE_LOOP, "test_sleep[lite-0.001]": LITE_LOOP}
+
+
+def test_project_anyio_backend_fixture_wins(suite: pytest.Pytester) -> None:
+    """Under both, a conftest's own anyio_backend fixture is left as it is."""
+    _needs_loop_factory_hook()
+    _copy_sample(suite)
+    suite.makeconftest("""
+        import pytest
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+    """)
+    result = run_sub(suite, "-v", "--uvloop-lite=both", "sample_anyio.py")
+    result.assert_outcomes(passed=1)
+    assert loops_by_test(result) == {"test_task_group": ASYNCIO_LOOP}
