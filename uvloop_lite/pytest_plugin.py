@@ -57,8 +57,8 @@ import pytest
 if TYPE_CHECKING:
     from ._loop import Loop
 
-__all__ = ["ANYIO_BACKEND", "new_uvloop_lite_loop", "uvloop_lite_anyio_backend",
-           "uvloop_lite_loop"]
+__all__ = ["ANYIO_BACKEND", "LOOP_FACTORIES", "new_uvloop_lite_loop",
+           "uvloop_lite_anyio_backend", "uvloop_lite_loop"]
 
 _ENV = "UVLOOP_LITE"
 _INI = "uvloop_lite"
@@ -115,8 +115,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              f"{_ENV}=both).")
     group.addoption(
         "--no-uvloop-lite", dest="uvloop_lite", action="store_const", const=OFF,
-        help="neither, whatever the ini file or "
-             f"{_ENV} say.")
+        help=f"leave asyncio's loop alone, whatever the ini file or {_ENV} say.")
     parser.addini(_INI, type="string", default="false",
                   help="true: install uvloop_lite.EventLoopPolicy for the session; "
                        "both: run each async test on asyncio's loop and on uvloop_lite.")
