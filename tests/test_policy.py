@@ -171,12 +171,12 @@ def test_run_from_running_loop_raises_before_creating_a_loop():
         assert [str(w.message) for w in caught] == []
         return "ok"
 
-    real = uvloop_lite._policy.Loop
+    real = uvloop_lite._policy.new_event_loop
     try:
-        uvloop_lite._policy.Loop = lambda: created.append(1) or real()
+        uvloop_lite._policy.new_event_loop = lambda: created.append(1) or real()
         assert uvloop_lite.run(main()) == "ok"
     finally:
-        uvloop_lite._policy.Loop = real
+        uvloop_lite._policy.new_event_loop = real
     assert created == [1]   # only the outer run() built a loop
 
 
@@ -200,3 +200,141 @@ def test_version():
 
 def test_libuv_version():
     assert uvloop_lite.libuv_version() == "1.50.0"
+
+
+# --- run(main, *, loop_factory=None, debug=None, **run_kwargs), as uvloop.run() ---
+
+class SubLoop(uvloop_lite.Loop):
+    pass
+
+
+@pytest.mark.parametrize("debug", [None, True])
+def test_run_loop_factory(debug):
+    made = []
+
+    def factory():
+        made.append(SubLoop())
+        return made[-1]
+
+    loop_type, got_debug, loop = uvloop_lite.run(_loop_info(), loop_factory=factory,
+                                                 debug=debug)
+    assert made == [loop] and loop_type is SubLoop
+    assert got_debug is bool(debug)
+    assert loop.is_closed()
+
+
+def test_run_loop_factory_must_make_a_uvloop_lite_loop():
+    made = []
+
+    def factory():
+        made.append(asyncio.SelectorEventLoop())
+        return made[-1]
+
+    coro = _loop_info()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TypeError, match="needs a uvloop_lite loop"):
+            uvloop_lite.run(coro, loop_factory=factory)
+        _collect()
+    # The foreign loop is closed and main is closed, not left "never awaited".
+    assert made[0].is_closed()
+    assert coro.cr_frame is None
+    assert [str(w.message) for w in caught] == []
+
+
+def _call_error(fn, *args, **kwargs):
+    """The exception type and message fn(*args, **kwargs) raises."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:
+        return type(exc), str(exc)
+    raise AssertionError(f"{fn} did not raise")
+
+
+def test_run_rejects_unknown_keyword_as_asyncio_run_does():
+    coros = [_loop_info(), _loop_info()]
+    try:
+        ours = _call_error(uvloop_lite.run, coros[0], bogus=1)
+        theirs = _call_error(asyncio.run, coros[1], bogus=1)
+    finally:
+        for c in coros:
+            c.close()
+    assert ours[0] is theirs[0] is TypeError
+    assert "unexpected keyword argument 'bogus'" in ours[1]
+    assert "unexpected keyword argument 'bogus'" in theirs[1]
+
+
+def test_run_passes_asyncio_run_keywords_on():
+    # asyncio.run()'s own keywords may come through **run_kwargs, as with
+    # uvloop.run(main, **kwargs).
+    kwargs = {"debug": True}
+    loop_type, got_debug, _ = uvloop_lite.run(_loop_info(), **kwargs)
+    assert loop_type is uvloop_lite.Loop and got_debug is True
+
+
+def test_run_non_coroutine_error_matches_asyncio_run():
+    ours = _call_error(uvloop_lite.run, asyncio.sleep)
+    theirs = _call_error(asyncio.run, asyncio.sleep)
+    assert ours == theirs
+
+
+def test_run_current_event_loop_as_asyncio_run():
+    """Inside main, get_event_loop() is the running loop; afterwards the
+    current loop is what asyncio.run() leaves (None on 3.9/3.10, untouched
+    with a loop factory on 3.11+)."""
+    async def main():
+        return asyncio.get_event_loop() is asyncio.get_running_loop()
+
+    assert uvloop_lite.run(main()) is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy_loop = asyncio.get_event_loop_policy()._local._loop
+    assert policy_loop is None
+
+
+def test_run_is_typed_like_uvloop_run():
+    import inspect
+    sig = inspect.signature(uvloop_lite.run)
+    assert list(sig.parameters) == ["main", "loop_factory", "debug", "run_kwargs"]
+    assert sig.parameters["loop_factory"].default is None
+    assert sig.parameters["loop_factory"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert sig.parameters["run_kwargs"].kind is inspect.Parameter.VAR_KEYWORD
+
+
+# --- EventLoopPolicy: the child-watcher methods, as asyncio's policy has them ---
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="child watchers are gone in 3.14")
+def test_policy_child_watcher_methods_as_asyncio():
+    """get_child_watcher()/set_child_watcher() exist and behave (and warn, from
+    3.12) as on asyncio's default policy: the abstract methods are
+    implemented, so EventLoopPolicy() is a concrete class to type checkers."""
+    results = []
+    for policy in (asyncio.DefaultEventLoopPolicy(), uvloop_lite.EventLoopPolicy()):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            watcher = policy.get_child_watcher()
+            assert isinstance(watcher, asyncio.AbstractChildWatcher)
+            assert policy.get_child_watcher() is watcher
+            policy.set_child_watcher(None)
+        results.append((type(watcher),
+                        [(w.category, str(w.message)) for w in caught]))
+    assert results[0] == results[1]
+    deprecated = [w for w in results[1][1] if w[0] is DeprecationWarning]
+    assert bool(deprecated) == (sys.version_info >= (3, 12))
+
+
+def test_subprocess_after_child_watcher_was_fetched():
+    """A child watcher asked for (as old code does) does not get in the way of
+    the loop's own child handling (libuv reaps)."""
+    uvloop_lite.install()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.get_event_loop_policy().get_child_watcher()
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "print('hi')", stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        return type(asyncio.get_running_loop()), out, proc.returncode
+
+    assert asyncio.run(main()) == (uvloop_lite.Loop, b"hi\n", 0)

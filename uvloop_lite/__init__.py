@@ -3,8 +3,11 @@
 Three ways to use it::
 
     uvloop_lite.install()                 # policy: asyncio.run() now uses it
-    uvloop_lite.run(main())               # library import, one call
+    uvloop_lite.run(main())               # one call, as asyncio.run()/uvloop.run()
     asyncio.Runner(loop_factory=uvloop_lite.new_event_loop)   # Python 3.11+
+
+and ``new_event_loop`` is the loop factory frameworks take (uvicorn's
+``--loop uvloop_lite:new_event_loop``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ program then runs as ``python script.py`` / ``python -m module`` would run it:
 as ``__main__``, with ``sys.argv`` holding its own path and arguments and
 ``sys.path[0]`` set to the script's directory (or the current directory for
 ``-m``).
+
+Frameworks that choose the loop class themselves (uvicorn's ``--loop``)
+bypass the policy: the help text names the forms that reach uvloop_lite.
 """
 
 from __future__ import annotations
@@ -28,6 +31,15 @@ Run a Python program with uvloop_lite installed as asyncio's event loop policy.
   -m module     run this module as __main__ (like python -m), passing it args
   --version     print the uvloop_lite and libuv versions and exit
   -h, --help    show this help and exit
+
+The policy reaches code that calls asyncio.run() or asyncio.new_event_loop().
+Frameworks with their own loop switch bypass it; name uvloop_lite's loop
+factory to them instead, e.g. uvicorn (0.36+):
+
+  uvicorn app:app --loop uvloop_lite:new_event_loop
+
+(or, with the policy: python -m uvloop_lite -m uvicorn app:app --loop none;
+without --loop, python -m uvloop_lite -m uvicorn warns that it is bypassed).
 """
 
 
@@ -45,6 +57,17 @@ def version_text() -> str:
     return (f"uvloop_lite {uvloop_lite.__version__} "
             f"(libuv {uvloop_lite.libuv_version()}, "
             f"{platform.python_implementation()} {platform.python_version()})")
+
+
+def bypass_hint(module: str, args: Sequence[str]) -> str | None:
+    """A warning for a program known to pick its loop past the policy when
+    not told otherwise (uvicorn without ``--loop``), else None."""
+    if module.split(".")[0] != "uvicorn":
+        return None
+    if any(a == "--loop" or a.startswith("--loop=") for a in args):
+        return None
+    return ("uvloop_lite: uvicorn chooses its own loop (--loop auto), bypassing "
+            "the policy; add --loop uvloop_lite:new_event_loop (or --loop none)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -68,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if len(args) < 2:
             _usage_error("-m needs a module name")
         module, rest = args[1], args[2:]
+        hint = bypass_hint(module, rest)
+        if hint:
+            sys.stderr.write(hint)
         uvloop_lite.install()
         # Like `python -m`: the current directory comes first on sys.path, and
         # run_module(alter_sys=True) puts the module's file in sys.argv[0].
