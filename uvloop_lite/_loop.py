@@ -367,7 +367,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         leftovers: list[UVHandle] = []
         try:
             for step in (self._close_signals, self._orphan_subprocesses,
-                         self._close_servers, self._close_polls):
+                         self._close_servers, self._close_polls,
+                         self._transports_outlive_loop):
                 try:
                     step()
                 except BaseException as exc:   # raised once libuv is closed
@@ -388,6 +389,14 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                     raise exc
                 finally:
                     exc = None
+
+    def _transports_outlive_loop(self) -> None:
+        """Stream transports left open keep a socket of their own, as
+        asyncio's do (``UVStreamTransport._outlive_loop``)."""
+        for handle in list(self._handles):
+            outlive = getattr(handle, "_outlive_loop", None)
+            if outlive is not None:
+                outlive()
 
     def _teardown_uv(self, errors: list[BaseException]) -> None:
         """Close every handle, run their close callbacks, close the loop (or

@@ -83,6 +83,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._read_view = loop._read_view       # the same, as a memoryview
         self._server = server
         self._sock: socket.socket | None = None   # shares libuv's fd (see the module doc)
+        self._sock_outlives_uv = False   # _sock is a duplicate, see _outlive_loop()
         self._closing = False
         self._conn_lost = 0
         self._eof = False
@@ -532,10 +533,31 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
                 else:
                     server._detach()
 
+    def _outlive_loop(self) -> None:
+        """The loop closes with this transport open, and libuv's close takes
+        the fd.  asyncio's transport keeps its socket then (write() still
+        sends through it): this one keeps a socket of its own on a duplicate
+        of the fd, made before libuv closes it.  A ``sock=`` socket object
+        lets go of its number (``fileno() == -1``), as after the transport
+        closes it."""
+        sock = self._sock
+        if self._state != OPEN or sock is None or sock.fileno() < 0:
+            return
+        try:
+            kept = sock.dup()
+        except OSError:   # no fd to spare: from now on as if disconnected
+            return
+        sock.detach()
+        self._sock = kept
+        self._sock_outlives_uv = True
+        self._extra.pop("socket", None)
+
     def _on_close(self) -> None:
         # Closed by the loop's close() (not _close_handle): libuv closed the
-        # fd in uv_close, so the socket must not own that number any more.
-        _release(self._sock)
+        # fd in uv_close, so the socket must not own that number any more
+        # (unless it is the duplicate _outlive_loop() made).
+        if not self._sock_outlives_uv:
+            _release(self._sock)
         self._pending.clear()
         self._read_keep = None
         self._shutdown_req = None
