@@ -236,10 +236,15 @@ def test_sigchld_handler_and_subprocesses(loop):
     assert loop.run_until_complete(main()) == (0, 0)
 
 
-def _run_child(code: str, *args: str) -> subprocess.CompletedProcess:
+# A background job (`./dev test &`, nohup) starts with SIGINT ignored and a child
+# inherits that; each child starts from Python's own SIGINT handler instead.
+SIGINT_PRELUDE = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
+def _run_child(code: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
-                          capture_output=True, text=True, timeout=20, env=env)
+    return subprocess.run([sys.executable, "-c", SIGINT_PRELUDE + textwrap.dedent(code), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 CTRL_C_CHILD = """
