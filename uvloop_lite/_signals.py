@@ -23,6 +23,7 @@ raises KeyboardInterrupt).
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import sys
 import threading
@@ -55,6 +56,7 @@ class SignalsMixin:
     """Unix signal handlers of :class:`Loop`."""
 
     _signal_handlers: dict[int, tuple[events.Handle, UVSignal | None]]
+    _pid: int
 
     def _init_signals(self) -> None:
         self._signal_handlers = {}
@@ -108,7 +110,10 @@ class SignalsMixin:
 
     def _signal_received(self, sig: int) -> None:
         # Called from _dispatch, inside a signal handler: the deque append is
-        # atomic wherever the loop's own code was interrupted.
+        # atomic wherever the loop's own code was interrupted.  In a child
+        # after fork() the loop is unusable and its wake-up fd the parent's.
+        if self._pid != os.getpid():
+            return
         self._ready.append(events.Handle(self._on_signal, (sig,), self, None))
         self._write_to_self()
 
