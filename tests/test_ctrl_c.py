@@ -89,11 +89,21 @@ def _wait_until_asleep(pid: int, deadline: float) -> None:
     raise AssertionError("child never went idle")
 
 
+# Starts the command after it with SIGINT ignored, as a background job would.
+IGNORING_SIGINT = [sys.executable, "-c", "import os, signal, sys; "
+                   "signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "os.execv(sys.executable, sys.argv[1:])"]
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
 @pytest.mark.parametrize("mode", ["run_forever", "run_until_complete", "runner"])
 @pytest.mark.parametrize("kind", LOOP_KINDS)
-def test_sigint_interrupts_idle_loop(kind, mode):
+def test_sigint_interrupts_idle_loop(kind, mode, inherited):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, kind, mode],
+    cmd = [sys.executable, "-c", CHILD, kind, mode]
+    if inherited == "ignored":
+        cmd = IGNORING_SIGINT + cmd
+    proc = subprocess.Popen(cmd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
