@@ -236,10 +236,15 @@ def test_sigchld_handler_and_subprocesses(loop):
     assert loop.run_until_complete(main()) == (0, 0)
 
 
-def _run_child(code: str, *args: str) -> subprocess.CompletedProcess:
+# A background job (`./dev test &`, nohup) starts with SIGINT ignored and a child
+# inherits that; each child starts from Python's own SIGINT handler instead.
+SIGINT_PRELUDE = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
+def _run_child(code: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
-                          capture_output=True, text=True, timeout=20, env=env)
+    return subprocess.run([sys.executable, "-c", SIGINT_PRELUDE + textwrap.dedent(code), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 CTRL_C_CHILD = """
@@ -309,3 +314,167 @@ def test_two_loops_same_signal_in_child():
     proc = _run_child(code)
     assert proc.stdout.split() == ["b", "True", "a", "a2", "True"], proc.stderr
     assert proc.returncode == 0, proc.stderr
+
+
+# Replacing a handler must swap it in one step: a signal arriving while the
+# old handler goes and the new one comes may not find the signal at its
+# default action (SIGTERM: death).  A thread sends SIGTERM every millisecond
+# while the main thread re-adds the handler for a bounded time.
+REPLACE_CHILD = """
+    import asyncio, os, signal, sys, threading, time
+    import uvloop_lite
+
+    kind, sig, seconds = sys.argv[1], getattr(signal, sys.argv[2]), float(sys.argv[3])
+    loop = asyncio.SelectorEventLoop() if kind == "asyncio" else uvloop_lite.new_event_loop()
+    stop = threading.Event()
+
+    def pelt():
+        while not stop.wait(0.001):
+            os.kill(os.getpid(), sig)
+
+    got = []
+    loop.add_signal_handler(sig, got.append, -1)
+    sender = threading.Thread(target=pelt)
+    sender.start()
+    replaced = 0
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            loop.add_signal_handler(sig, got.append, replaced)
+            replaced += 1
+            if replaced % 100 == 0:
+                loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        stop.set()
+        sender.join()
+    # The handler in place at the end still works.
+    last = loop.create_future()
+    loop.add_signal_handler(sig, lambda: last.done() or last.set_result("last"))
+    loop.call_soon(os.kill, os.getpid(), sig)
+    print(loop.run_until_complete(last), replaced > 100, len(got) > 0, flush=True)
+    loop.remove_signal_handler(sig)
+    loop.close()
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGCHLD"])
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_replacing_handler_never_drops_to_default(kind, signame):
+    proc = _run_child(REPLACE_CHILD, kind, signame, "1.5", timeout=40)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert proc.stdout.split() == ["last", "True", "True"], proc.stderr
+
+
+# A SIGINT while the handler of SIGINT is being removed (by
+# remove_signal_handler() or loop.close()) must reach either the loop's
+# handler or Python's (KeyboardInterrupt): SIGINT may never be at its default
+# action (death) meanwhile.  The kernel sends the SIGINT, from a POSIX timer
+# armed at a random point of the removal (ctypes: the GIL would otherwise
+# decide when a sending thread runs), to the process: any thread may take it,
+# and an idle thread is there as an application's executor would be.
+REMOVE_CHILD = """
+    import asyncio, ctypes, ctypes.util, os, random, signal, sys, threading, time
+    import uvloop_lite
+
+    kind, mode, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    new_loop = asyncio.SelectorEventLoop if kind == "asyncio" else uvloop_lite.new_event_loop
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    class Itimerspec(ctypes.Structure):
+        _fields_ = [("it_interval", Timespec), ("it_value", Timespec)]
+
+    class Sigevent(ctypes.Structure):   # glibc's layout: 64 bytes
+        _fields_ = [("sigev_value", ctypes.c_void_p), ("sigev_signo", ctypes.c_int),
+                    ("sigev_notify", ctypes.c_int), ("pad", ctypes.c_int * 12)]
+
+    def find(name):
+        for path in (None, ctypes.util.find_library("rt")):
+            try:
+                dll = ctypes.CDLL(path, use_errno=True)
+                getattr(dll, name)
+                return dll
+            except (OSError, AttributeError):
+                pass
+        raise SystemExit(f"no {name}")
+
+    rt = find("timer_create")
+    rt.timer_create.argtypes = [ctypes.c_int, ctypes.POINTER(Sigevent), ctypes.POINTER(ctypes.c_void_p)]
+    rt.timer_settime.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(Itimerspec), ctypes.c_void_p]
+    rt.timer_gettime.argtypes = [ctypes.c_void_p, ctypes.POINTER(Itimerspec)]
+    timer = ctypes.c_void_p()
+    event = Sigevent(sigev_signo=signal.SIGINT, sigev_notify=0)   # SIGEV_SIGNAL
+    if rt.timer_create(time.CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer)):
+        raise OSError(ctypes.get_errno(), "timer_create")
+
+    def arm(delay):
+        spec = Itimerspec(it_value=Timespec(0, max(1, int(delay * 1e9))))
+        assert rt.timer_settime(timer, 0, ctypes.byref(spec), None) == 0
+
+    def expired():
+        spec = Itimerspec()
+        rt.timer_gettime(timer, ctypes.byref(spec))
+        return spec.it_value.tv_sec == 0 and spec.it_value.tv_nsec == 0
+
+    idle = threading.Event()
+    executor = threading.Thread(target=idle.wait, daemon=True)
+    executor.start()
+
+    def one_round(delay):   # -> how long the removal took from the arming
+        loop = new_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, lambda: None)
+            t0 = time.perf_counter()
+            if delay is not None:
+                arm(delay)
+            if mode == "remove":
+                loop.remove_signal_handler(signal.SIGINT)
+            else:
+                loop.close()
+            took = time.perf_counter() - t0
+            if delay is not None:
+                while not expired():
+                    pass
+                os.getppid()   # a system call: a signal queued for this thread is taken on return
+                for _ in range(1000):
+                    pass
+            return took
+        finally:
+            loop.close()
+
+    # The SIGINT comes at a random point of the removal, or a little after.
+    span = sorted(one_round(None) for _ in range(20))[10]
+
+    # Those arriving while the handler is still in place go to it (asyncio's
+    # close() keeps it until its very end): how many raise varies.
+    interrupted = 0
+    for _ in range(rounds):
+        try:
+            one_round(random.uniform(0, 1.5 * span))
+        except KeyboardInterrupt:
+            interrupted += 1
+    print("survived", rounds, flush=True)
+    print("interrupted", interrupted, "of", rounds, file=sys.stderr)
+    loop = new_loop()
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    loop.remove_signal_handler(signal.SIGINT) if mode == "remove" else loop.close()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+    except KeyboardInterrupt:
+        print("then KeyboardInterrupt", flush=True)
+    loop.close()
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's POSIX timers by ctypes")
+@pytest.mark.parametrize("mode", ["remove", "close"])
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_sigint_during_handler_removal_never_kills(kind, mode):
+    proc = _run_child(REMOVE_CHILD, kind, mode, "200", timeout=90)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert proc.stdout.split() == ["survived", "200", "then", "KeyboardInterrupt"], proc.stderr

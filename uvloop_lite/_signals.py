@@ -1,39 +1,62 @@
-"""add_signal_handler / remove_signal_handler on uv_signal_t, with asyncio's
-checks and error messages.  Signals without a handler here keep Python's own
-handlers (Ctrl-C still raises KeyboardInterrupt)."""
+"""add_signal_handler / remove_signal_handler, with asyncio's checks and
+error messages.
+
+A signal is received the way asyncio's loop receives it: Python's own C-level
+handler, and at Python level ``_dispatch``, which queues a callback on every
+loop that has a handler for it and wakes them.  Installing, replacing and
+removing a handler are then each one sigaction() (``signal.signal``) or none,
+so a signal always finds the old handler or the new one, never the default
+action.  libuv's uv_signal_t cannot promise that: libuv resets a signal to
+SIG_DFL when its last watcher stops, before Python can put its own handler
+back, and a SIGINT or SIGTERM arriving in between killed the process
+(blocking the signal meanwhile would only cover the calling thread).
+
+SIGCHLD is the exception: libuv watches it itself while a child of uv_spawn
+runs, and replacing its C handler (signal.signal) would lose every child's
+exit, so a SIGCHLD handler is a uv_signal_t.  Its default action is to be
+ignored, and a replaced watcher stops only once the new one runs.
+
+Signals without a handler here keep Python's own handlers (Ctrl-C still
+raises KeyboardInterrupt).
+"""
 
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import sys
 import threading
 import warnings
+import weakref
 from asyncio import coroutines, events
 from typing import Any
 
-from ._handles.signal import UVSignal, watched
+from ._handles.signal import UVSignal
 
 __all__ = ["SignalsMixin"]
 
+# The loops with a handler for each signal (weakly: a loop dropped without
+# close() is closed by its __del__, which removes its handlers).
+_receivers: dict[int, weakref.WeakSet[Any]] = {}
 
-def _noop(signum: int, frame: Any) -> None:
-    """Python-level placeholder: libuv's C handler does the work."""
+
+def _dispatch(signum: int, frame: Any) -> None:
+    """Python-level handler of every signal a loop handles here.  It runs in
+    the main thread between any two bytecodes, so it only queues and wakes."""
+    for loop in list(_receivers.get(signum, ())):
+        loop._signal_received(signum)
 
 
-def _libuv_needs(sig: int) -> bool:
-    """Whether libuv's own C handler must stay installed for ``sig``: another
-    watcher (of any loop) has it, or it is SIGCHLD, which libuv watches itself
-    while a child started by uv_spawn runs.  Calling signal.signal() then would
-    replace that handler for good (libuv installs it for the first watcher
-    only) and, for SIGCHLD, lose the exit of every running child."""
-    return sig == getattr(signal, "SIGCHLD", None) or watched(sig)
+def _libuv_watches(sig: int) -> bool:
+    return sig == getattr(signal, "SIGCHLD", None)
 
 
 class SignalsMixin:
     """Unix signal handlers of :class:`Loop`."""
 
-    _signal_handlers: dict[int, tuple[events.Handle, UVSignal]]
+    _signal_handlers: dict[int, tuple[events.Handle, UVSignal | None]]
+    _pid: int
 
     def _init_signals(self) -> None:
         self._signal_handlers = {}
@@ -60,26 +83,43 @@ class SignalsMixin:
                 raise RuntimeError(str(exc)) from None
             signal.set_wakeup_fd(old)
             raise RuntimeError("set_wakeup_fd only works in main thread of the main interpreter")
-        if not _libuv_needs(sig):
-            try:
-                # Validates the number as asyncio does (SIGKILL -> EINVAL) and
-                # keeps Python's view of the disposition honest.
-                signal.signal(sig, _noop)
-                signal.siginterrupt(sig, False)
-            except OSError as exc:
-                self._restore_python_handler(sig)
-                if exc.errno == errno.EINVAL:
-                    raise RuntimeError(f"sig {sig:d} cannot be caught")
-                raise
         handle = events.Handle(callback, args, self, None)
-        old = self._signal_handlers.pop(sig, None)
-        if old is not None:
-            old[1].close()
-        self._signal_handlers[sig] = (handle, UVSignal(self, sig, self._on_signal))
+        old_entry = self._signal_handlers.get(sig)
+        if _libuv_watches(sig):
+            # The new watcher starts before the old one stops: libuv would
+            # reset the signal to its default when its last watcher stops.
+            self._signal_handlers[sig] = (handle, UVSignal(self, sig, self._on_signal))
+            if old_entry is not None and old_entry[1] is not None:
+                old_entry[1].close()
+            return
+        # Registered first: a signal arriving once the handler is installed
+        # finds this loop.
+        self._signal_handlers[sig] = (handle, None)
+        _receivers.setdefault(sig, weakref.WeakSet()).add(self)
+        try:
+            # Also validates the number as asyncio does (SIGKILL -> EINVAL).
+            # When _dispatch is in place already, this swaps it for itself.
+            signal.signal(sig, _dispatch)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            _receivers[sig].discard(self)
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+
+    def _signal_received(self, sig: int) -> None:
+        # Called from _dispatch, inside a signal handler: the deque append is
+        # atomic wherever the loop's own code was interrupted.  In a child
+        # after fork() the loop is unusable and its wake-up fd the parent's.
+        if self._pid != os.getpid():
+            return
+        self._ready.append(events.Handle(self._on_signal, (sig,), self, None))
+        self._write_to_self()
 
     def _on_signal(self, sig: int) -> None:
         entry = self._signal_handlers.get(sig)
-        if entry is None:
+        if entry is None:   # removed since: dropped, as asyncio's loop does
             return
         handle = entry[0]
         if handle._cancelled:
@@ -93,8 +133,15 @@ class SignalsMixin:
         entry = self._signal_handlers.pop(sig, None)
         if entry is None:
             return False
-        entry[1].close()
-        if not _libuv_needs(sig):
+        if entry[1] is not None:
+            entry[1].close()
+            return True
+        receivers = _receivers.get(sig)
+        if receivers is not None:
+            receivers.discard(self)
+        if not receivers:
+            # Last step (a KeyboardInterrupt may follow it at once): Python's
+            # handler replaces _dispatch in one sigaction().
             self._restore_python_handler(sig)
         return True
 
@@ -113,8 +160,12 @@ class SignalsMixin:
         if sys.is_finalizing():
             warnings.warn(f"Closing the loop {self!r} on interpreter shutdown stage, "
                           f"skipping signal handlers removal", ResourceWarning, source=self)
-            for _handle, uvsig in self._signal_handlers.values():
-                uvsig.close()
+            for sig, (_handle, uvsig) in self._signal_handlers.items():
+                if uvsig is not None:
+                    uvsig.close()
+                receivers = _receivers.get(sig)
+                if receivers is not None:
+                    receivers.discard(self)
             self._signal_handlers.clear()
             return
         for sig in list(self._signal_handlers):

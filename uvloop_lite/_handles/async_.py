@@ -5,6 +5,13 @@
 ``close()``: once the handle is closing, libuv's memory and file descriptors
 may go away, so a late ``send()`` from another thread must become a no-op
 rather than a write into a closed (or reused) descriptor.
+
+The lock is reentrant because a Python signal handler runs in the main thread
+between any two bytecodes, including inside ``send()`` with the lock held, and
+may call ``send()`` itself: asyncio.Runner's SIGINT handler does, through
+``call_soon_threadsafe``.  A plain lock would deadlock there on Ctrl-C.
+Reentry is harmless: Python code never runs in the middle of the C calls
+(``uv_async_send``, ``uv_close``) that the lock keeps apart.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ class UVAsync(UVHandle):
 
     def __init__(self, loop: Loop) -> None:
         super().__init__(loop)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._init_done(lib.uvl_async_init_wakeup(loop._uv, self._ptr))
 
     def send(self) -> None:

@@ -1,9 +1,10 @@
-"""UVSignal (uv_signal_t): one signal number watched by libuv for
-``add_signal_handler``.
+"""UVSignal (uv_signal_t): one signal number watched by libuv, for a SIGCHLD
+handler (see _signals.py for why only that one).
 
-libuv installs its own C-level handler for the signal and reports it from its
-signal pipe inside ``uv_run``, so a signal that arrives while the loop is not
-running is handled as soon as it runs again.
+libuv installs its own C-level handler for the signal when its first watcher
+(of any loop) starts and resets the signal to SIG_DFL when its last one stops;
+it reports the signal from its signal pipe inside ``uv_run``, so a signal that
+arrives while the loop is not running is handled as soon as it runs again.
 """
 
 from __future__ import annotations
@@ -17,18 +18,7 @@ from .base import OPEN, UVHandle, callback_error
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["UVSignal", "watched"]
-
-# Started watchers per signal number, over every loop of the process: libuv
-# installs its C handler when the first starts and resets the signal to SIG_DFL
-# when the last stops.  Replacing the disposition (signal.signal()) while one
-# runs would silence them all, since libuv would not install its handler again.
-_watching: dict[int, int] = {}
-
-
-def watched(signum: int) -> bool:
-    """Whether some UVSignal (of any loop) watches ``signum``."""
-    return _watching.get(signum, 0) > 0
+__all__ = ["UVSignal"]
 
 
 class UVSignal(UVHandle):
@@ -40,22 +30,12 @@ class UVSignal(UVHandle):
         super().__init__(loop)
         self._callback = callback
         self._init_done(lib.uv_signal_init(loop._uv, self._ptr))
-        self._signum: int | None = None
         rc = lib.uv_signal_start(self._ptr, lib.uvl_on_signal, signum)
         if rc < 0:
             self.close()
             raise uv_error(rc)
-        self._signum = signum
-        _watching[signum] = _watching.get(signum, 0) + 1
         # Like asyncio's signal handlers, it does not keep the loop alive.
         self.unref()
-
-    def close(self) -> None:
-        # uv_close() stops the watcher at once.
-        if self._state == OPEN and self._signum is not None:
-            _watching[self._signum] -= 1
-            self._signum = None
-        super().close()
 
 
 @ffi.def_extern(onerror=callback_error)
