@@ -30,7 +30,7 @@ CPYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 PYPYS = ["3.9"]
 TEST_DEPS = ["setuptools>=62", "pytest>=7", "pytest-timeout>=2"]
 # Not copied into a session's source tree.
-IGNORE = shutil.ignore_patterns(".git", ".venv*", ".nox", "build", "dist", "*.egg-info",
+IGNORE = shutil.ignore_patterns(".git", ".venv*", ".nox", ".sanitize", "build", "dist", "*.egg-info",
                                 "__pycache__", "*.py[cod]", "*.so", "*.o", ".pytest_cache",
                                 ".benchmarks", ".conformance")
 

@@ -1,0 +1,276 @@
+"""Run the test suite on a sanitized build of uvloop_lite; fail on any report.
+
+    python -m tests.sanitize.run                 # ASan + UBSan + libuv asserts, whole suite
+    python -m tests.sanitize.run --sanitize undefined tests/test_tcp.py -x
+    python -m tests.sanitize.run --valgrind      # memcheck on VALGRIND_TESTS
+    python -m tests.sanitize.run --valgrind tests/test_udp.py -k send
+
+Other arguments go to pytest (test paths among them replace the default set).
+
+The build is ``UVLOOP_LITE_SANITIZE=<flavor> python build_uv.py``, which
+compiles into its own copy of the tree, ``.sanitize/<flavor>/`` (see
+build_uv.py), and the tests run in that copy: the checkout's extension is never
+replaced nor imported, and a check before the tests makes sure the interpreter
+imports the copy's extension and that it is the sanitized one.
+
+ASan/UBSan: the interpreter itself is not instrumented, so it preloads the ASan
+runtime (``LD_PRELOAD``, and ``PYTHONMALLOC=malloc`` so that Python's and cffi's
+memory goes through ASan's allocator too).  Every report goes to a log file per
+process in ``.sanitize/logs-<flavor>/`` (``log_path`` in ASAN_OPTIONS and
+UBSAN_OPTIONS); the environment is inherited by the tests' subprocesses, so a
+report in a child counts as one in pytest itself.  ASan also turns an abort --
+a failed libuv assert, libuv's ``abort()`` on an errno it does not expect --
+into a report with its stack (``handle_abort=1``), and UBSan reports are fatal.
+Leak detection is off: CPython itself does not free everything at exit.
+
+Valgrind: memcheck on a build with libuv's asserts and debug information but
+no sanitizer (``UVLOOP_LITE_SANITIZE=assert``), ``PYTHONMALLOC=malloc``, the
+tests' child processes traced too, one log per process in
+``.sanitize/logs-assert/``; any error not in ``valgrind.supp`` fails the run.
+
+The run fails when pytest fails, when any report is logged, or when the output
+shows a report, a failed assertion or an interpreter that could not load the
+sanitized extension.  Before the tests a self-check proves the wiring: child
+processes that each make one error (a heap overflow through ctypes, a double
+``uv_close`` through the extension) must each leave a report, since a run that
+cannot see reports proves nothing.  Exit status: 0 clean, 1 on any failure or
+report, 2 on a usage or set-up error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+import build_uv  # noqa: E402  (stdlib and cffi only; builds nothing on import)
+
+#: The valgrind run's default tests: fast files that drive handles, timers,
+#: TCP, UDP and the close paths (the whole suite takes too long under memcheck).
+VALGRIND_TESTS = ["tests/test_handles.py", "tests/test_callbacks.py", "tests/test_tcp.py",
+                  "tests/test_udp_uv.py"]
+SUPPRESSIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "valgrind.supp")
+
+#: What a report, an assert or a failed preload looks like in the output.
+_REPORT_RE = re.compile(
+    r"ERROR: AddressSanitizer|AddressSanitizer:DEADLYSIGNAL|ERROR: LeakSanitizer"
+    r"|\S+:\d+:\d+: runtime error: |Assertion [`'].*' failed"
+    r"|ASan runtime does not come first|==\d+== (Invalid (read|write|free)"
+    r"|Conditional jump|Use of uninitialised|Syscall param)")
+
+# A heap overflow that ASan's memset interceptor sees, and one memcheck sees.
+_OVERFLOW = """\
+import ctypes
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+p = libc.malloc(16)
+ctypes.memset(p, 0, 17)
+print(ctypes.string_at(p, 17))
+"""
+# Closing a handle twice: libuv asserts (!uv__is_closing(handle)).
+_DOUBLE_CLOSE = """\
+from uvloop_lite._uv import ffi, lib
+loop = ffi.new("uv_loop_t *")
+assert lib.uv_loop_init(loop) == 0
+timer = ffi.new("uv_timer_t *")
+assert lib.uv_timer_init(loop, timer) == 0
+handle = ffi.cast("uv_handle_t *", timer)
+lib.uv_close(handle, ffi.NULL)
+lib.uv_close(handle, ffi.NULL)
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[sanitize] {msg}", file=sys.stderr, flush=True)
+
+
+def asan_runtime() -> str:
+    """The ASan runtime of the C compiler that built the extension."""
+    cc = os.environ.get("CC", "cc").split()[0]
+    out = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True,
+                         text=True, check=False).stdout.strip()
+    if not os.path.isabs(out) or not os.path.exists(out):
+        raise SystemExit(f"[sanitize] {cc} has no ASan runtime (libasan.so: {out!r}); "
+                         "on Debian/Ubuntu the compiler's libasan comes with gcc")
+    return os.path.realpath(out)
+
+
+def build(flavor: tuple[str, ...]) -> str:
+    """Build the flavor's copy of the tree; its path."""
+    env = dict(os.environ, **{build_uv.SANITIZE_ENV: ",".join(flavor)})
+    started = time.monotonic()
+    if subprocess.call([sys.executable, "build_uv.py"], cwd=ROOT, env=env) != 0:
+        raise SystemExit("[sanitize] the sanitized build failed")
+    log(f"build: {time.monotonic() - started:.1f} s")
+    return os.path.join(ROOT, ".sanitize", "-".join(flavor))
+
+
+def test_env(flavor: tuple[str, ...], tree: str, logs: str) -> dict[str, str]:
+    env = dict(os.environ)
+    # A test that builds (test_packaging's slow checks) builds a normal one.
+    env.pop(build_uv.SANITIZE_ENV, None)
+    env.update(PYTHONPATH=os.pathsep.join(p for p in (tree, env.get("PYTHONPATH")) if p),
+               PYTHONMALLOC="malloc", PYTHONDONTWRITEBYTECODE="1")
+    if "address" in flavor:
+        preload = [asan_runtime()] + [p for p in env.get("LD_PRELOAD", "").split() if p]
+        env["LD_PRELOAD"] = " ".join(preload)
+        env["ASAN_OPTIONS"] = ":".join([
+            "detect_leaks=0",                # CPython "leaks" at exit by design
+            "handle_abort=1",                # an assert or abort() leaves a report
+            "allocator_may_return_null=1",   # malloc(huge) fails as in libc (MemoryError)
+            "log_path=" + os.path.join(logs, "asan"),
+        ])
+    if "undefined" in flavor:
+        env["UBSAN_OPTIONS"] = ":".join([
+            "halt_on_error=1", "print_stacktrace=1",
+            "log_path=" + os.path.join(logs, "ubsan"),
+        ])
+    return env
+
+
+def reset_logs(logs: str) -> None:
+    shutil.rmtree(logs, ignore_errors=True)
+    os.makedirs(logs)
+
+
+def logged_reports(logs: str, valgrind: bool) -> dict[str, str]:
+    """Log file -> its text, for every log that holds a report."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(logs, "*"))):
+        with open(path, encoding="utf-8", errors="replace") as fp:
+            text = fp.read()
+        if valgrind:
+            errors = re.findall(r"ERROR SUMMARY: (\d+) errors", text)
+            crashed = "Process terminating with default action" in text
+            if not crashed and (not errors or all(n == "0" for n in errors)):
+                continue
+        elif not text.strip():
+            continue
+        found[path] = text
+    return found
+
+
+def valgrind_command(logs: str) -> list[str]:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("[sanitize] valgrind is not installed (apt-get install valgrind)")
+    return ["valgrind", "--tool=memcheck", "--leak-check=no", "--error-limit=no",
+            "--num-callers=40", "--gen-suppressions=all", "--child-silent-after-fork=yes",
+            # The tests' Python children too; not the system's programs they run.
+            "--trace-children=yes", "--trace-children-skip=/bin/*,/usr/bin/*,/sbin/*",
+            "--suppressions=" + SUPPRESSIONS, "--log-file=" + os.path.join(logs, "vg.%p")]
+
+
+def self_check(flavor: tuple[str, ...], tree: str, env: dict[str, str], logs: str,
+               wrap: list[str]) -> bool:
+    """Each planted error in a child process must leave a report.  (Not for
+    UBSan alone: without ASan or valgrind an abort leaves no log.)"""
+    checks = []
+    if "address" in flavor or wrap:
+        checks = [("heap overflow", _OVERFLOW), ("double uv_close", _DOUBLE_CLOSE)]
+    ok = True
+    for name, code in checks:
+        reset_logs(logs)
+        proc = subprocess.run([*wrap, sys.executable, "-c", code], cwd=tree, env=env,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode == 0 or not logged_reports(logs, valgrind=bool(wrap)):
+            log(f"self-check FAILED: a {name} in a child process left no report "
+                f"(exit status {proc.returncode}); output:\n{proc.stdout}{proc.stderr}")
+            ok = False
+        else:
+            log(f"self-check: a {name} in a child process is reported")
+    reset_logs(logs)
+    return ok
+
+
+def check_import(flavor: tuple[str, ...], tree: str, env: dict[str, str]) -> bool:
+    """The tests will import the copy's extension, and it is this flavor's."""
+    want = build_uv._sanitize_args(flavor)[2]
+    code = ("import uvloop_lite, uvloop_lite._uv as u; "
+            "print(uvloop_lite.__file__); print(u.lib.UVL_SANITIZE)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env,
+                          capture_output=True, text=True, check=False)
+    lines = proc.stdout.split()
+    if (proc.returncode != 0 or len(lines) != 2
+            or not os.path.realpath(lines[0]).startswith(os.path.realpath(tree) + os.sep)
+            or lines[1] != str(want)):
+        log(f"the interpreter does not import the {','.join(flavor)} build from {tree} "
+            f"(UVL_SANITIZE={want} expected):\n{proc.stdout}{proc.stderr}")
+        return False
+    return True
+
+
+def run_pytest(cmd: list[str], tree: str, env: dict[str, str]) -> tuple[int, list[str]]:
+    """pytest's exit status and the output lines that look like reports
+    (the output is passed through as it comes)."""
+    seen = []
+    with subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if _REPORT_RE.search(line):
+                seen.append(line.rstrip())
+    return proc.returncode, seen
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.sanitize.run",
+                                 description=__doc__.split("\n")[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--sanitize", default="address,undefined", metavar="LIST",
+                      help="address, undefined or both, comma-separated (default: both)")
+    mode.add_argument("--valgrind", action="store_true",
+                      help="valgrind memcheck on an asserts-only build instead")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="pytest-timeout's seconds per test (default 120, 900 under valgrind)")
+    ap.add_argument("--no-self-check", action="store_true")
+    args, pytest_args = ap.parse_known_args(argv)
+
+    flavor = ("assert",) if args.valgrind else build_uv.sanitize_flavor(args.sanitize)
+    if not flavor or flavor == ("assert",) and not args.valgrind:
+        ap.error("--sanitize takes address, undefined or both")
+    name = ",".join(flavor)
+    started = time.monotonic()
+    tree = build(flavor)
+    logs = os.path.join(ROOT, ".sanitize", "logs-" + "-".join(flavor))
+    reset_logs(logs)
+    env = test_env(flavor, tree, logs)
+    wrap = valgrind_command(logs) if args.valgrind else []
+    if not check_import(flavor, tree, env):
+        return 2
+    if not args.no_self_check and not self_check(flavor, tree, env, logs, wrap):
+        return 2
+
+    # `tests` (or the valgrind set) unless the arguments name test paths themselves.
+    names_paths = any(not a.startswith("-") and os.path.exists(os.path.join(tree, a.split("::")[0]))
+                      for a in pytest_args)
+    default = VALGRIND_TESTS if args.valgrind else ["tests"]
+    timeout = args.timeout or (900 if args.valgrind else 120)
+    cmd = [*wrap, sys.executable, "-m", "pytest", "-q", "-o", f"timeout={timeout:g}",
+           *([] if names_paths else default), *pytest_args]
+    log(f"{name}: {' '.join(cmd[len(wrap):])} (in {tree})")
+    rc, seen = run_pytest(cmd, tree, env)
+    reports = logged_reports(logs, valgrind=args.valgrind)
+    for path, text in reports.items():
+        print(f"\n===== {path}\n{text.rstrip()}", file=sys.stderr)
+    for line in seen:
+        log(f"in the output: {line}")
+    took = time.monotonic() - started
+    verdict = "clean" if rc == 0 and not reports and not seen else "FAILED"
+    log(f"{name}: {verdict}: pytest exit status {rc}, {len(reports)} process(es) with "
+        f"reports in {logs}, {len(seen)} report line(s) in the output, {took:.0f} s")
+    if rc == 5:
+        log("pytest collected no tests (exit status 5): counted as a failure")
+    return 0 if verdict == "clean" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
