@@ -112,7 +112,9 @@ def _sanitize_args(flavor: tuple[str, ...]) -> tuple[list[str], list[str], int]:
         # preloaded into a non-ASan interpreter.
         ldflags.append("-fsanitize=" + ",".join(sanitizers))
     if "undefined" in sanitizers:
-        cflags.append("-fno-sanitize-recover=undefined")   # a report aborts
+        # A report aborts; and Python's CFLAGS have -fwrapv, which would make
+        # signed overflow defined and hide it from UBSan.
+        cflags += ["-fno-sanitize-recover=undefined", "-fno-wrapv"]
     mask = SANITIZE_BITS["assert"]
     for name in sanitizers:
         mask |= SANITIZE_BITS[name]

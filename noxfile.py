@@ -90,6 +90,9 @@ def _run_tests(session: nox.Session, *, pypy: bool) -> None:
                 *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
 
+# `nox` alone runs the interpreter matrix; sanitize and valgrind only when named.
+nox.options.sessions = [f"tests-{v}" for v in CPYTHONS] + [f"tests-pypy{v}" for v in PYPYS]
+
 for _version in CPYTHONS:
     @nox.session(name=f"tests-{_version}", python=_cpython(_version), venv_backend="venv")
     def _cpython_tests(session: nox.Session) -> None:

@@ -61,7 +61,6 @@ import build_uv  # noqa: E402  (stdlib and cffi only; builds nothing on import)
 #: TCP, UDP and the close paths (the whole suite takes too long under memcheck).
 VALGRIND_TESTS = ["tests/test_handles.py", "tests/test_callbacks.py", "tests/test_tcp.py",
                   "tests/test_udp_uv.py"]
-SUPPRESSIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "valgrind.supp")
 
 #: What a report, an assert or a failed preload looks like in the output.
 _REPORT_RE = re.compile(
@@ -132,7 +131,9 @@ def test_env(flavor: tuple[str, ...], tree: str, logs: str) -> dict[str, str]:
         ])
     if "undefined" in flavor:
         env["UBSAN_OPTIONS"] = ":".join([
-            "halt_on_error=1", "print_stacktrace=1",
+            # Next to ASan, UBSan writes its report to stderr whatever log_path
+            # says; its abort then leaves ASan's report (handle_abort) in a log.
+            "halt_on_error=1", "abort_on_error=1", "print_stacktrace=1",
             "log_path=" + os.path.join(logs, "ubsan"),
         ])
     return env
@@ -221,7 +222,7 @@ def valgrind_command(logs: str) -> list[str]:
             "--num-callers=40", "--show-leak-kinds=none", "--child-silent-after-fork=yes",
             # The tests' Python children too; not the system's programs they run.
             "--trace-children=yes", "--trace-children-skip=/bin/*,/usr/bin/*,/sbin/*",
-            "--suppressions=" + SUPPRESSIONS, "--log-file=" + os.path.join(logs, "vg.%p"),
+            "--log-file=" + os.path.join(logs, "vg.%p"),
             "--xml=yes", "--xml-file=" + os.path.join(logs, "vg.%p.xml")]
 
 
