@@ -4,6 +4,7 @@
     python -m tests.sanitize.run --sanitize undefined tests/test_tcp.py -x
     python -m tests.sanitize.run --valgrind      # memcheck on VALGRIND_TESTS
     python -m tests.sanitize.run --valgrind tests/test_udp.py -k send
+    python -m tests.sanitize.run --conformance   # CPython's test_asyncio on the ASan build
 
 Other arguments go to pytest (test paths among them replace the default set).
 
@@ -266,8 +267,8 @@ def check_import(flavor: tuple[str, ...], tree: str, env: dict[str, str]) -> boo
 
 
 def run_pytest(cmd: list[str], tree: str, env: dict[str, str]) -> tuple[int, list[str]]:
-    """pytest's exit status and the output lines that look like reports
-    (the output is passed through as it comes)."""
+    """pytest's (or ``cmd``'s) exit status and the output lines that look
+    like reports (the output is passed through as it comes)."""
     seen = []
     with subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
@@ -280,6 +281,24 @@ def run_pytest(cmd: list[str], tree: str, env: dict[str, str]) -> tuple[int, lis
     return proc.returncode, seen
 
 
+def commands(args: argparse.Namespace, pytest_args: list[str], tree: str,
+             wrap: list[str]) -> list[list[str]]:
+    """The test runs, each wrapped in ``wrap`` (valgrind's command or none)."""
+    if args.conformance:
+        # Its exit status is about asyncio parity, which CI's normal run checks.
+        return [[*wrap, sys.executable, "-m", "tests.conformance.run", "--suite", suite,
+                 "--no-compare", "-j", str(os.cpu_count() or 1), *pytest_args]
+                for suite in ("core", "network")]
+    # `tests` (or the valgrind set) unless the arguments name test paths themselves.
+    names_paths = any(not a.startswith("-") and os.path.exists(os.path.join(tree, a.split("::")[0]))
+                      for a in pytest_args)
+    default = VALGRIND_TESTS if args.valgrind else ["tests"]
+    timeout = args.timeout or (900 if args.valgrind else 120)
+    uv_only = ["-p", "tests.sanitize.uv_only"] if args.valgrind else []
+    return [[*wrap, sys.executable, "-m", "pytest", "-q", "-o", f"timeout={timeout:g}", *uv_only,
+             *([] if names_paths else default), *pytest_args]]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.sanitize.run",
                                  description=__doc__.split("\n")[0])
@@ -290,8 +309,13 @@ def main(argv: list[str] | None = None) -> int:
                       help="valgrind memcheck on an asserts-only build instead")
     ap.add_argument("--timeout", type=float, default=None,
                     help="pytest-timeout's seconds per test (default 120, 900 under valgrind)")
+    ap.add_argument("--conformance", action="store_true",
+                    help="CPython's test_asyncio (tests/conformance, core and network "
+                         "suites, uvloop_lite only) instead of pytest: only reports count")
     ap.add_argument("--no-self-check", action="store_true")
     args, pytest_args = ap.parse_known_args(argv)
+    if args.conformance and args.valgrind:
+        ap.error("--conformance runs on the ASan/UBSan build only")
 
     flavor = ("assert",) if args.valgrind else build_uv.sanitize_flavor(args.sanitize)
     if not flavor or flavor == ("assert",) and not args.valgrind:
@@ -308,16 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_self_check and not self_check(flavor, tree, env, logs, wrap):
         return 2
 
-    # `tests` (or the valgrind set) unless the arguments name test paths themselves.
-    names_paths = any(not a.startswith("-") and os.path.exists(os.path.join(tree, a.split("::")[0]))
-                      for a in pytest_args)
-    default = VALGRIND_TESTS if args.valgrind else ["tests"]
-    timeout = args.timeout or (900 if args.valgrind else 120)
-    uv_only = ["-p", "tests.sanitize.uv_only"] if args.valgrind else []
-    cmd = [*wrap, sys.executable, "-m", "pytest", "-q", "-o", f"timeout={timeout:g}", *uv_only,
-           *([] if names_paths else default), *pytest_args]
-    log(f"{name}: {' '.join(cmd[len(wrap):])} (in {tree})")
-    rc, seen = run_pytest(cmd, tree, env)
+    rc, seen = 0, []
+    for cmd in commands(args, pytest_args, tree, wrap):
+        log(f"{name}: {' '.join(cmd[len(wrap):])} (in {tree})")
+        one_rc, one_seen = run_pytest(cmd, tree, env)
+        rc, seen = rc or one_rc, seen + one_seen
     reports = logged_reports(logs)
     for path, text in reports.items():
         print(f"\n===== {path}\n{text.rstrip()}", file=sys.stderr)
@@ -325,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"in the output: {line}")
     took = time.monotonic() - started
     verdict = "clean" if rc == 0 and not reports and not seen else "FAILED"
-    log(f"{name}: {verdict}: pytest exit status {rc}, {len(reports)} process(es) with "
+    what = "tests.conformance.run" if args.conformance else "pytest"
+    log(f"{name}: {verdict}: {what} exit status {rc}, {len(reports)} process(es) with "
         f"reports in {logs}, {len(seen)} report line(s) in the output, {took:.0f} s")
     if rc == 5:
         log("pytest collected no tests (exit status 5): counted as a failure")
