@@ -59,9 +59,10 @@ sys.path.insert(0, ROOT)
 import build_uv  # noqa: E402  (stdlib and cffi only; builds nothing on import)
 
 #: The valgrind run's default tests: fast files that drive handles, timers,
-#: TCP, UDP and the close paths (the whole suite takes too long under memcheck).
+#: TCP clients and servers, UDP and the close paths (the whole suite takes too
+#: long under memcheck).
 VALGRIND_TESTS = ["tests/test_handles.py", "tests/test_callbacks.py", "tests/test_tcp.py",
-                  "tests/test_udp_uv.py"]
+                  "tests/test_server.py", "tests/test_udp.py", "tests/test_udp_uv.py"]
 
 #: What a report, an assert or a failed preload looks like in the output.
 _REPORT_RE = re.compile(
@@ -147,7 +148,8 @@ def reset_logs(logs: str) -> None:
 
 def logged_reports(logs: str) -> dict[str, str]:
     """Log file -> its report, for every ASan/UBSan log that holds one and
-    every valgrind log of a process that made an error in our code or died."""
+    every valgrind log of a process that made an error in our code or died
+    of a signal."""
     found = {}
     for path in sorted(glob.glob(os.path.join(logs, "*"))):
         if path.endswith(".xml"):
@@ -161,6 +163,8 @@ def logged_reports(logs: str) -> dict[str, str]:
     return found
 
 
+#: A process that dies of one of these crashed (an assert, an abort(), ...).
+_CRASH_SIGNALS = {"SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGSYS", "SIGTRAP"}
 #: Code of ours: the extension (libuv and the shim) and cffi's backend, which
 #: touches the memory we hand to libuv.
 _OURS_RE = re.compile(r"/uvloop_lite/_uv[.][^/]*so$|/_cffi_backend[.][^/]*so$")
@@ -190,30 +194,41 @@ def _valgrind_report(path: str, text: str) -> str:
             ours.append(_format_error(err))
         else:
             theirs += 1
-    died = re.search(r"==\d+== Process terminating with default action of signal.*", text)
+    died = ""
+    for block in re.findall(r"<fatal_signal>.*?</fatal_signal>", xml, re.S):
+        try:
+            sig = ElementTree.fromstring(block)
+        except ElementTree.ParseError:
+            continue
+        name = sig.findtext("signame", "")
+        if name in _CRASH_SIGNALS:   # not a test's kill() or terminate()
+            died = "\n".join([f"killed by {name}", *_frames(sig.find("stack"))])
     if not ours and not died:
         return ""
     head = f"{len(ours)} error(s) in our code"
     if theirs:
         head += f" ({theirs} inside the interpreter left out)"
-    tail = text[died.start():died.start() + 3000] if died else ""
-    return "\n".join([head, *ours, tail])
+    return "\n".join([head, *ours, died, text.strip()])
 
 
 def _format_error(err: ElementTree.Element) -> str:
     """One memcheck error from the XML log: what, then each stack's frames."""
-    what = err.findtext("what") or err.findtext("xwhat/text") or err.findtext("kind", "")
-    lines = [what]
+    lines = [err.findtext("what") or err.findtext("xwhat/text") or err.findtext("kind", "")]
     for child in err:
-        if child.tag == "auxwhat" or child.tag == "xauxwhat":
+        if child.tag in ("auxwhat", "xauxwhat"):
             lines.append("  " + (child.text or child.findtext("text", "")))
         elif child.tag == "stack":
-            for frame in list(child.iter("frame"))[:16]:
-                where = frame.findtext("file")
-                where = (f"{where}:{frame.findtext('line')}" if where
-                         else frame.findtext("obj", "?"))
-                lines.append(f"    {frame.findtext('fn', '???')} ({where})")
+            lines += _frames(child)
     return "\n".join(lines)
+
+
+def _frames(stack: ElementTree.Element | None, limit: int = 16) -> list[str]:
+    lines = []
+    for frame in [] if stack is None else list(stack.iter("frame"))[:limit]:
+        where = frame.findtext("file")
+        where = f"{where}:{frame.findtext('line')}" if where else frame.findtext("obj", "?")
+        lines.append(f"    {frame.findtext('fn', '???')} ({where})")
+    return lines
 
 
 def valgrind_command(logs: str) -> list[str]:
