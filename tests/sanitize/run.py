@@ -51,6 +51,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from xml.etree import ElementTree
 
@@ -96,8 +97,9 @@ def log(msg: str) -> None:
 
 
 def asan_runtime() -> str:
-    """The ASan runtime of the C compiler that built the extension."""
-    cc = os.environ.get("CC", "cc").split()[0]
+    """The ASan runtime of the C compiler that built the extension (setuptools
+    takes $CC, else the interpreter's own)."""
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     out = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True,
                          text=True, check=False).stdout.strip()
     if not os.path.isabs(out) or not os.path.exists(out):
@@ -116,7 +118,8 @@ def build(flavor: tuple[str, ...]) -> str:
     return os.path.join(ROOT, ".sanitize", "-".join(flavor))
 
 
-def test_env(flavor: tuple[str, ...], tree: str, logs: str) -> dict[str, str]:
+def child_env(flavor: tuple[str, ...], tree: str, logs: str) -> dict[str, str]:
+    """The environment of the tests and, through them, of their children."""
     env = dict(os.environ)
     # A test that builds (test_packaging's slow checks) builds a normal one.
     env.pop(build_uv.SANITIZE_ENV, None)
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     tree = build(flavor)
     logs = os.path.join(ROOT, ".sanitize", "logs-" + "-".join(flavor))
     reset_logs(logs)
-    env = test_env(flavor, tree, logs)
+    env = child_env(flavor, tree, logs)
     wrap = valgrind_command(logs) if args.valgrind else []
     if not check_import(flavor, tree, env):
         return 2
