@@ -178,11 +178,11 @@ def build_ffi() -> FFI:
               + _read("shim.c"))
 
     if os.environ.get("UVLOOP_LITE_USE_SYSTEM_LIBUV") == "1":
-        cflags = _pkg_config("--cflags")
+        uv_cflags = _pkg_config("--cflags")
         libs = _pkg_config("--libs")
         ffi.set_source(
             "uvloop_lite._uv", source,
-            include_dirs=[f[2:] for f in cflags if f.startswith("-I")],
+            include_dirs=[f[2:] for f in uv_cflags if f.startswith("-I")],
             library_dirs=[f[2:] for f in libs if f.startswith("-L")],
             libraries=[f[2:] for f in libs if f.startswith("-l")] or ["uv"],
             extra_compile_args=cflags,
