@@ -318,8 +318,10 @@ def commands(args: argparse.Namespace, pytest_args: list[str], tree: str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.sanitize.run",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.sanitize.run", description=__doc__.split("\n")[0],
+        epilog="Other arguments go to pytest (to tests.conformance.run with --conformance); "
+               "test paths among them replace the default set.")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--sanitize", default="address,undefined", metavar="LIST",
                       help="address, undefined or both, comma-separated (default: both)")
@@ -330,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conformance", action="store_true",
                     help="CPython's test_asyncio (tests/conformance, core and network "
                          "suites, uvloop_lite only) instead of pytest: only reports count")
-    ap.add_argument("--no-self-check", action="store_true")
+    ap.add_argument("--no-self-check", action="store_true",
+                    help="skip the check that a planted overflow and double uv_close "
+                         "in a child process are reported")
     args, pytest_args = ap.parse_known_args(argv)
     if args.conformance and args.valgrind:
         ap.error("--conformance runs on the ASan/UBSan build only")
