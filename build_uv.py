@@ -8,12 +8,25 @@ compiler and cffi are needed: libuv's own ``.c`` files are listed below per OS
 
 ``UVLOOP_LITE_USE_SYSTEM_LIBUV=1`` links the system libuv (found with
 pkg-config) instead of compiling the vendored copy.
+
+``UVLOOP_LITE_SANITIZE=address,undefined`` (or one of the two) compiles libuv
+and the shim with ASan/UBSan, libuv's asserts on (``-UNDEBUG``) and debug
+information (``-O1 -g -fno-omit-frame-pointer``); ``UVLOOP_LITE_SANITIZE=assert``
+only the asserts and debug information (for valgrind).  UBSan reports are
+fatal (``-fno-sanitize-recover``).  The extension says which build it is:
+``lib.UVL_SANITIZE`` is 0 for a normal build, else a mask of ``SANITIZE_BITS``.
+With the switch set, ``python build_uv.py`` never builds in place: it copies
+the source tree into ``.sanitize/<flavor>/`` (kept between runs, with its own
+``build/``) and builds there, so the checkout's own extension stays the normal
+one.  An ASan build loads only into an interpreter that preloads the ASan
+runtime: ``python -m tests.sanitize.run`` (``./dev sanitize``) sets that up.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -56,6 +69,87 @@ _PER_OS = {
 }
 
 
+SANITIZE_ENV = "UVLOOP_LITE_SANITIZE"
+#: ``lib.UVL_SANITIZE`` bits; every sanitized flavor has the asserts on.
+SANITIZE_BITS = {"address": 1, "undefined": 2, "assert": 4}
+#: In a sanitize copy: the flavor it was made for (see ``sanitize_copy``); under
+#: build/, which is no source file to any tool.
+_COPY_MARKER = os.path.join("build", "sanitize-flavor")
+# Not copied into a sanitize copy (the same list as noxfile.py's).
+_COPY_IGNORE = (".git", ".venv*", ".nox", ".sanitize", "build", "dist", "*.egg-info",
+                "__pycache__", "*.py[cod]", "*.so", "*.o", ".pytest_cache",
+                ".benchmarks", ".conformance")
+
+
+def sanitize_flavor(value: str | None = None) -> tuple[str, ...]:
+    """The sanitizers asked for by ``UVLOOP_LITE_SANITIZE`` (or ``value``):
+    a sorted tuple of ``address``/``undefined``, ``("assert",)`` for asserts
+    only, ``()`` for a normal build.  Anything else is an error, not ignored."""
+    if value is None:
+        value = os.environ.get(SANITIZE_ENV, "")
+    names = {n.strip() for n in value.split(",") if n.strip()}
+    if not names:
+        return ()
+    unknown = names - set(SANITIZE_BITS)
+    if unknown:
+        raise SystemExit(f"{SANITIZE_ENV}={value!r}: unknown {sorted(unknown)}; "
+                         "use address, undefined, both (comma-separated) or assert")
+    names.discard("assert")
+    return tuple(sorted(names)) or ("assert",)
+
+
+def _sanitize_args(flavor: tuple[str, ...]) -> tuple[list[str], list[str], int]:
+    """Compile flags, link flags and the ``UVL_SANITIZE`` mask for ``flavor``."""
+    if not flavor:
+        return ["-O2"], [], 0
+    # After Python's own CFLAGS (-DNDEBUG -O3 ...), so these win.
+    cflags = ["-O1", "-g", "-fno-omit-frame-pointer", "-UNDEBUG"]
+    ldflags: list[str] = []
+    sanitizers = [n for n in flavor if n != "assert"]
+    if sanitizers:
+        cflags.append("-fsanitize=" + ",".join(sanitizers))
+        # The runtimes are linked dynamically (DT_NEEDED); ASan's must also be
+        # preloaded into a non-ASan interpreter.
+        ldflags.append("-fsanitize=" + ",".join(sanitizers))
+    if "undefined" in sanitizers:
+        # A report aborts; and Python's CFLAGS have -fwrapv, which would make
+        # signed overflow defined and hide it from UBSan.
+        cflags += ["-fno-sanitize-recover=undefined", "-fno-wrapv"]
+    mask = SANITIZE_BITS["assert"]
+    for name in sanitizers:
+        mask |= SANITIZE_BITS[name]
+    return cflags, ldflags, mask
+
+
+def sanitize_copy(flavor: tuple[str, ...]) -> str:
+    """Make ``.sanitize/<flavor>/`` a copy of this tree's sources (mtimes kept,
+    its ``build/`` left alone so setuptools skips up-to-date work) and return
+    its path."""
+    dest = os.path.join(HERE, ".sanitize", "-".join(flavor))
+    os.makedirs(os.path.join(dest, "build"), exist_ok=True)
+    for entry in os.scandir(dest):
+        if entry.name == "build":
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    shutil.copytree(HERE, dest, ignore=shutil.ignore_patterns(*_COPY_IGNORE),
+                    dirs_exist_ok=True)
+    with open(os.path.join(dest, _COPY_MARKER), "w", encoding="ascii") as fp:
+        fp.write(",".join(flavor) + "\n")
+    return dest
+
+
+def _copy_flavor() -> tuple[str, ...] | None:
+    """The flavor this tree is a sanitize copy for, or None for a checkout."""
+    try:
+        with open(os.path.join(HERE, _COPY_MARKER), encoding="ascii") as fp:
+            return sanitize_flavor(fp.read())
+    except FileNotFoundError:
+        return None
+
+
 def _read(name: str) -> str:
     with open(os.path.join(C_DIR, name), encoding="utf-8") as fp:
         return fp.read()
@@ -76,27 +170,32 @@ def _pkg_config(*args: str) -> list[str]:
 
 
 def build_ffi() -> FFI:
+    cflags, ldflags, mask = _sanitize_args(sanitize_flavor())
     ffi = FFI()
-    ffi.cdef(_read("uv_cdef.h") + _read("shim.h"))
-    source = "#include <uv.h>\n#include <sys/socket.h>\n#include <netdb.h>\n" + _read("shim.c")
+    ffi.cdef(_read("uv_cdef.h") + _read("shim.h") + "#define UVL_SANITIZE ...\n")
+    source = (f"#define UVL_SANITIZE {mask}\n"
+              "#include <uv.h>\n#include <sys/socket.h>\n#include <netdb.h>\n"
+              + _read("shim.c"))
 
     if os.environ.get("UVLOOP_LITE_USE_SYSTEM_LIBUV") == "1":
-        cflags = _pkg_config("--cflags")
+        uv_cflags = _pkg_config("--cflags")
         libs = _pkg_config("--libs")
         ffi.set_source(
             "uvloop_lite._uv", source,
-            include_dirs=[f[2:] for f in cflags if f.startswith("-I")],
+            include_dirs=[f[2:] for f in uv_cflags if f.startswith("-I")],
             library_dirs=[f[2:] for f in libs if f.startswith("-L")],
             libraries=[f[2:] for f in libs if f.startswith("-l")] or ["uv"],
-            extra_compile_args=["-O2"],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
         )
         return ffi
 
     plat = _PER_OS[_platform()]
     rel = _COMMON + _UNIX + plat["sources"]
     sources = [os.path.relpath(os.path.join(LIBUV_DIR, p), HERE) for p in rel]
+    # This script too: its flags (a sanitized build's copy reuses build/).
     depends = [os.path.relpath(os.path.join(C_DIR, n), HERE)
-               for n in ("uv_cdef.h", "shim.h", "shim.c")]
+               for n in ("uv_cdef.h", "shim.h", "shim.c")] + ["build_uv.py"]
     ffi.set_source(
         "uvloop_lite._uv", source,
         sources=sources,
@@ -106,8 +205,9 @@ def build_ffi() -> FFI:
         + plat["macros"],
         libraries=plat["libraries"],
         # libuv is written for -fno-strict-aliasing (its CMakeLists adds it).
-        extra_compile_args=["-O2", "-fno-strict-aliasing", "-Wno-unused-parameter",
-                            "-Wno-sign-compare", "-Wno-unused-function"],
+        extra_compile_args=cflags + ["-fno-strict-aliasing", "-Wno-unused-parameter",
+                                     "-Wno-sign-compare", "-Wno-unused-function"],
+        extra_link_args=ldflags,
     )
     return ffi
 
@@ -116,7 +216,16 @@ ffibuilder = build_ffi()
 
 if __name__ == "__main__":
     # In-place build for development: uvloop_lite/_uv.*.so next to the sources,
-    # object files under build/ (never inside vendor/).
+    # object files under build/ (never inside vendor/).  A sanitized build goes
+    # into its own copy of the tree instead (see the docstring).
+    where, flavor, copy_of = HERE, sanitize_flavor(), _copy_flavor()
+    if copy_of is not None and copy_of != flavor:
+        sys.exit(f"{HERE} is the sanitize copy for {SANITIZE_ENV}={','.join(copy_of)}; "
+                 "build it with that setting, or build in the checkout")
+    if flavor and copy_of is None:
+        where = sanitize_copy(flavor)
+        print(f"build_uv.py: {SANITIZE_ENV}={','.join(flavor)}: building in {where} "
+              "(the checkout's own extension is left alone)", file=sys.stderr)
     sys.exit(subprocess.call(
         [sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--parallel",
-         str(os.cpu_count() or 1)], cwd=HERE))
+         str(os.cpu_count() or 1)], cwd=where))

@@ -13,6 +13,13 @@ with ``python build_uv.py`` and runs ``python -m pytest -q tests``, as
 ``./dev test`` does.  The copy keeps its ``build/`` directory, so a second run
 does not recompile.
 Arguments after ``--`` go to pytest: ``nox -s tests-3.9 -- -x -k timers``.
+
+    nox -s sanitize         # the suite on an ASan+UBSan build, libuv's asserts on
+    nox -s valgrind         # memcheck on a few test files
+
+run ``python -m tests.sanitize.run`` (what ``./dev sanitize`` runs) with
+CPython 3.11 in the session's copy, which keeps its ``.sanitize/`` builds too;
+arguments after ``--`` go to it (``nox -s sanitize -- --sanitize undefined -x``).
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ CPYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 PYPYS = ["3.9"]
 TEST_DEPS = ["setuptools>=62", "pytest>=7", "pytest-timeout>=2"]
 # Not copied into a session's source tree.
-IGNORE = shutil.ignore_patterns(".git", ".venv*", ".nox", "build", "dist", "*.egg-info",
-                                "__pycache__", "*.py[cod]", "*.so", "*.o", ".pytest_cache",
-                                ".benchmarks", ".conformance")
+IGNORE = shutil.ignore_patterns(".git", ".venv*", ".nox", ".sanitize", "build", "dist",
+                                "*.egg-info", "__pycache__", "*.py[cod]", "*.so", "*.o",
+                                ".pytest_cache", ".benchmarks", ".conformance")
+# Kept in a session's copy between runs: compiled output.
+KEEP = ("build", ".sanitize")
 
 nox.options.reuse_existing_virtualenvs = True
 if hasattr(nox.options, "download_python"):
@@ -52,10 +61,11 @@ def _cpython(version: str) -> str:
 
 def _sync_source(dest: Path) -> None:
     """Make ``dest`` a copy of the checkout's sources (mtimes kept), keeping
-    its ``build/`` directory so that setuptools can skip up-to-date work."""
+    its ``build/`` and ``.sanitize/`` directories so that setuptools can skip
+    up-to-date work."""
     dest.mkdir(parents=True, exist_ok=True)
     for entry in dest.iterdir():
-        if entry.name == "build":
+        if entry.name in KEEP:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
@@ -80,6 +90,9 @@ def _run_tests(session: nox.Session, *, pypy: bool) -> None:
                 *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
 
+# `nox` alone runs the interpreter matrix; sanitize and valgrind only when named.
+nox.options.sessions = [f"tests-{v}" for v in CPYTHONS] + [f"tests-pypy{v}" for v in PYPYS]
+
 for _version in CPYTHONS:
     @nox.session(name=f"tests-{_version}", python=_cpython(_version), venv_backend="venv")
     def _cpython_tests(session: nox.Session) -> None:
@@ -92,3 +105,23 @@ for _version in PYPYS:
     def _pypy_tests(session: nox.Session) -> None:
         """Build with this PyPy and run the test suite."""
         _run_tests(session, pypy=True)
+
+
+def _sanitize_run(session: nox.Session, *args: str) -> None:
+    session.install(*TEST_DEPS, "cffi>=1.15")
+    src = Path(session.create_tmp()).resolve() / "src"
+    _sync_source(src)
+    session.chdir(src)
+    session.run("python", "-m", "tests.sanitize.run", *args, *session.posargs)
+
+
+@nox.session(python=_cpython("3.11"), venv_backend="venv")
+def sanitize(session: nox.Session) -> None:
+    """The test suite on an ASan+UBSan build with libuv's asserts on."""
+    _sanitize_run(session)
+
+
+@nox.session(python=_cpython("3.11"), venv_backend="venv")
+def valgrind(session: nox.Session) -> None:
+    """valgrind's memcheck on a few test files (an asserts-only build)."""
+    _sanitize_run(session, "--valgrind")
