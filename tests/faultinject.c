@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -203,10 +204,13 @@ static int parse_rule(char *s, struct rule *r) {
     return 0;
 }
 
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static void load_env(void);
+
 /* Replace every rule with those in ``spec`` (NULL or "" clears them) and
  * zero the fired counters.  Returns 0, or -1 (rules unchanged) if ``spec``
  * does not parse. */
-int faultinject_set(const char *spec) {
+static int set_rules(const char *spec) {
     struct rule parsed[MAX_RULES];
     int n = 0;
     char *copy, *save = NULL, *tok;
@@ -242,6 +246,7 @@ int faultinject_set(const char *spec) {
 long faultinject_fired(const char *name) {
     long n = -1;
     int i;
+    pthread_once(&env_once, load_env);
     for (i = 0; i < F_COUNT; i++) {
         if (strcmp(name, func_names[i]) == 0) {
             pthread_mutex_lock(&lock);
@@ -252,14 +257,22 @@ long faultinject_fired(const char *name) {
     return n;
 }
 
-__attribute__((constructor)) static void faultinject_init(void) {
+/* FAULTINJECT is read at the first intercepted call, not in a constructor:
+ * under ./dev sanitize the ASan runtime is preloaded too, and work done in a
+ * preloaded library's constructor trips its bookkeeping. */
+
+static void load_env(void) {
     const char *spec = getenv("FAULTINJECT");
-    if (spec != NULL && faultinject_set(spec) < 0) {
-        static const char msg[] = "faultinject: cannot parse FAULTINJECT\n";
-        ssize_t ignored = write(2, msg, sizeof(msg) - 1);
-        (void)ignored;
+    if (spec != NULL && set_rules(spec) < 0) {
+        /* stdio: our own write() would come back into this pthread_once */
+        fputs("faultinject: cannot parse FAULTINJECT\n", stderr);
         abort();
     }
+}
+
+int faultinject_set(const char *spec) {
+    pthread_once(&env_once, load_env);   /* so that FAULTINJECT cannot undo it */
+    return set_rules(spec);
 }
 
 /* What a call is to do, decided once under the lock. */
@@ -278,6 +291,7 @@ static int is_socket(int fd) {
 
 /* Fills ``a`` and returns 1 if a rule acts on this call (0: pass it on). */
 static int decide(int func, int fd, const char *host, struct action *a) {
+    pthread_once(&env_once, load_env);
     int i, sock = -1, hit = 0;
     struct rule *r;
 

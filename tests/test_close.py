@@ -193,7 +193,7 @@ base = nfds()
 warnings.simplefilter("error")
 loop = new_loop()
 tr, a, b = open_transport(loop)
-task = loop.create_task(loop.getaddrinfo("slow.example", 80))
+task = loop.create_task(loop.getaddrinfo("localhost", 80))
 loop.run_until_complete(asyncio.sleep(0))
 assert loop._dns_requests
 t0 = time.monotonic()
@@ -220,7 +220,7 @@ def test_close_returns_at_once_with_lookup_running(kind):
     out = run("""
 base = nfds()
 loop = new_loop()
-task = loop.create_task(loop.getaddrinfo("slow.example", 80))
+task = loop.create_task(loop.getaddrinfo("localhost", 80))
 # let the lookup start in a worker thread (asyncio: in its executor)
 loop.run_until_complete(asyncio.sleep(0.2))
 assert not task.done()
@@ -245,7 +245,7 @@ def test_many_loops_closed_with_lookups_running():
 base = nfds()
 for _ in range(50):
     loop = new_loop()
-    tasks = [loop.create_task(loop.getaddrinfo(f"slow{i}.example", 80)) for i in range(2)]
+    tasks = [loop.create_task(loop.getaddrinfo("localhost", 80 + i)) for i in range(2)]
     loop.run_until_complete(asyncio.sleep(0))
     loop.close()
     del loop, tasks
@@ -270,7 +270,7 @@ def test_lookup_coroutine_closed_after_loop_released():
     out = run("""
 base = nfds()
 loop = new_loop()
-task = loop.create_task(loop.getaddrinfo("slow.example", 80))
+task = loop.create_task(loop.getaddrinfo("localhost", 80))
 loop.run_until_complete(asyncio.sleep(0))
 loop.close()
 after = wait_fds(base)    # the resolver answered and the thread freed all

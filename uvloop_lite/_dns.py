@@ -134,18 +134,22 @@ class _Request:
         self.req.data = self.handle
         self.fut = loop.create_future()
         self.keep: list[Any] = []
+        self.pending = True   # in libuv's hands: until its callback, or abandon()
         loop._dns_requests.add(self)
 
     def cancel(self) -> None:
-        req = self.req
-        if req is not None and req.data != ffi.NULL:   # not called back yet
-            lib.uv_cancel(ffi.cast("uv_req_t *", req))
+        # A flag, not req.data: once the request has ended, this may run from
+        # a garbage collection in which cffi already freed the memory (the
+        # finalizers of a cycle run in no set order).
+        if self.pending:
+            lib.uv_cancel(ffi.cast("uv_req_t *", self.req))
 
     def abandon(self) -> None:
         """The loop is closing with this request still in libuv's thread
         pool: its callback becomes C code that frees the memory."""
         req = self.req
         if req is not None:   # once (the loop's close may resume)
+            self.pending = False
             lib.uvl_req_abandon(ffi.cast("uv_req_t *", req))
             ffi.gc(req, None)
             self.req = None   # C frees it: never touched from Python again
@@ -165,6 +169,7 @@ class _Request:
             raise
 
     def done(self) -> None:
+        self.pending = False
         self.req.data = ffi.NULL
         self.loop._dns_requests.discard(self)
 
