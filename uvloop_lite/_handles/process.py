@@ -341,11 +341,13 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                     fd = os.open(os.devnull, os.O_RDWR)
                     to_close.append(fd)
                     child[i] = fd
-                elif spec == subprocess.STDOUT:
-                    if i != 2:
-                        raise ValueError("STDOUT can only be used for stderr")
+                elif spec == subprocess.STDOUT and i == 2:
                     child[2] = child[1]
                 elif isinstance(spec, int):
+                    if spec < 0:
+                        # Popen's child fails to dup2() it; uv_spawn would
+                        # take a negative fd for "ignore".
+                        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
                     child[i] = spec
                 else:
                     child[i] = spec.fileno()

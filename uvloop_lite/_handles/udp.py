@@ -211,7 +211,9 @@ class DatagramCommon:
             if addr not in (None, self._address):
                 raise ValueError(f"Invalid address: must be None or {self._address}")
             addr = self._address
-        if self._conn_lost and self._address:
+        # Also without an address (asyncio: an AttributeError from its closed
+        # socket, a bug): after connection_lost() there is no socket to send on.
+        if self._conn_lost:
             if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
