@@ -178,6 +178,10 @@ class WritePipeTransport(_PipeTransport):
             return
         super().write(data)
 
+    def writelines(self, list_of_data: Any) -> None:
+        # asyncio's WriteTransport.writelines(), which its pipe transport uses
+        self.write(b"".join(list_of_data))
+
     def write_eof(self) -> None:
         if self._closing:
             return

@@ -24,6 +24,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import threading
 from asyncio import base_subprocess
 from typing import TYPE_CHECKING, Any, Callable
@@ -40,6 +41,8 @@ __all__ = ["UVProcess", "SubprocessTransport"]
 
 # Popen keyword arguments uv_spawn can honour, and the others with the value
 # that means "not used": any other value starts the child with Popen instead.
+# Popen(stdout=STDOUT) raises ValueError from 3.13 (before: EBADF in the child).
+_POPEN_CHECKS_STDOUT = sys.version_info >= (3, 13)
 _SPAWN_OK = {"executable", "cwd", "env", "pass_fds", "start_new_session",
              "close_fds", "restore_signals", "pipesize"}
 _UNUSED = {"preexec_fn": None, "process_group": None, "extra_groups": None,
@@ -343,6 +346,8 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                     child[i] = fd
                 elif spec == subprocess.STDOUT and i == 2:
                     child[2] = child[1]
+                elif spec is subprocess.STDOUT and i == 1 and _POPEN_CHECKS_STDOUT:
+                    raise ValueError("STDOUT can only be used for stderr")
                 elif isinstance(spec, int):
                     if spec < 0:
                         # Popen's child fails to dup2() it; uv_spawn would

@@ -46,6 +46,7 @@ _new = ffi.new
 _try_write = lib.uvl_try_write
 # asyncio.Server tracks its transports from 3.13 on (close_clients()).
 _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
+_FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
 
 
 # _FlowControlMixin is private to asyncio, but asyncio's own sendfile fallback
@@ -324,6 +325,8 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             raise RuntimeError("Cannot call writelines() after write_eof()")
         if self._empty_waiter is not None:
             raise RuntimeError("unable to writelines; sendfile is in progress")
+        if _FALSE_LINES_SKIPPED and not list_of_data:
+            return   # asyncio 3.12+ (writelines(None) included)
         # Buffers only, all checked before any is sent, as asyncio: bytes()
         # would turn an int into NUL bytes and a list of ints into bytes.
         chunks = [d if type(d) is bytes else bytes(memoryview(d)) for d in list_of_data]
