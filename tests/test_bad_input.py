@@ -150,6 +150,9 @@ class Env:
         tr, proto = await connect(server)
         await srv.made
         self.tr, self.proto, self.srv = tr, proto, srv
+        self.file = open(__file__, "rb")
+        self.text_file = open(__file__)
+        self.cleanup += [self.file.close, self.text_file.close]
         self.cleanup.append(tr.abort)
 
         async def peer_bytes():
@@ -494,6 +497,11 @@ case("getnameinfo(3-tuple v4)", "loop", lambda e: e.loop.getnameinfo((LOCALHOST,
 # Servers and connections.
 case("create_server(backlog str)", "loop",
      lambda e: e.loop.create_server(asyncio.Protocol, LOCALHOST, 0, backlog="x"), TypeError)
+case("create_server(backlog huge)", "loop",
+     lambda e: e.loop.create_server(asyncio.Protocol, LOCALHOST, 0, backlog=HUGE),
+     OverflowError)
+case("create_server(backlog nan)", "loop",
+     lambda e: e.loop.create_server(asyncio.Protocol, LOCALHOST, 0, backlog=NAN), TypeError)
 case("create_server(port -1)", "loop",
      lambda e: e.loop.create_server(asyncio.Protocol, LOCALHOST, -1), OverflowError)
 case("create_server(port str)", "loop",
@@ -581,6 +589,20 @@ case("subprocess_exec(stderr=STDOUT)", "loop",
      lambda e: _exec(e.loop, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT),
      result=0, check_result=True)
 
+for name, fds, exc in (("-1", (-1,), ValueError), ("str", ("x",), ValueError),
+                       ("huge", (HUGE,), ValueError), ("unopened", (999,), OSError)):
+    case(f"subprocess_exec(pass_fds={name})", "loop",
+         lambda e, f=fds: _exec(e.loop, pass_fds=f), exc)
+case("subprocess_exec(cwd=int)", "loop", lambda e: _exec(e.loop, cwd=1), TypeError)
+case("subprocess_exec(env value int)", "loop", lambda e: _exec(e.loop, env={"A": 1}),
+     TypeError)
+case("subprocess_exec(NUL in program)", "loop",
+     lambda e: e.loop.subprocess_exec(asyncio.SubprocessProtocol, "tr\0ue"), ValueError)
+if PY >= (3, 10):
+    case("subprocess_exec(pipesize=str)", "loop",
+         lambda e: _exec(e.loop, stdin=subprocess.PIPE, pipesize="x"), TypeError,
+         match="pipesize must be an integer")
+
 # File-descriptor watchers.
 for name, fd, exc in (("-1", -1, ValueError), ("str", "x", ValueError),
                       ("float", 1.5, ValueError), ("closed sock", "closed", ValueError)):
@@ -592,6 +614,13 @@ for name, fd, exc in (("-1", -1, ValueError), ("str", "x", ValueError),
         case(f"{meth}({name})", "socks",
              lambda e, m=meth, f=fd: getattr(e.loop, m)(
                  e.closed_sock if f == "closed" else f), exc)
+
+for name, fd in (("2**40", 2 ** 40), ("2**31", 2 ** 31)):
+    case(f"add_reader({name})", "loop", lambda e, f=fd: e.loop.add_reader(f, noop),
+         OverflowError)
+    case(f"remove_reader({name})", "loop", lambda e, f=fd: e.loop.remove_reader(f),
+         result=False, check_result=True)
+case("add_reader(unopened fd)", "loop", lambda e: e.loop.add_reader(99999, noop), OSError)
 
 # Socket operations: wrong types, closed and blocking sockets.
 case("sock_recv(n=-1)", "socks", lambda e: e.loop.sock_recv(e.a, -1), ValueError)
@@ -613,6 +642,21 @@ case("sock_connect(str address)", "socks",
 case("sock_connect(port -1)", "socks",
      lambda e: e.loop.sock_connect(e.closed_sock, (LOCALHOST, -1)), OverflowError)
 case("sock_accept(closed)", "socks", lambda e: e.loop.sock_accept(e.closed_sock), OSError)
+case("sock_recv(n huge)", "socks", lambda e: e.loop.sock_recv(e.a, HUGE), OverflowError)
+case("sock_sendfile(offset huge)", "socks", lambda e: e.loop.sock_sendfile(e.a, e.file, HUGE),
+     OverflowError)
+if PY >= (3, 11):
+    case("sock_recvfrom(-1)", "socks", lambda e: e.loop.sock_recvfrom(e.udp, -1), ValueError)
+    case("sock_recvfrom_into(nbytes > len)", "socks",
+         lambda e: e.loop.sock_recvfrom_into(e.udp, bytearray(2), 10), ValueError)
+    case("sock_recvfrom_into(-1)", "socks",
+         lambda e: e.loop.sock_recvfrom_into(e.udp, bytearray(2), -1), ValueError)
+    case("sock_sendto(int)", "socks",
+         lambda e: e.loop.sock_sendto(e.udp, 1, e.udp.getsockname()), TypeError)
+    case("sock_sendto(address str)", "socks", lambda e: e.loop.sock_sendto(e.udp, b"x", "x"),
+         TypeError)
+    case("sock_sendto(port -1)", "socks",
+         lambda e: e.loop.sock_sendto(e.udp, b"x", (LOCALHOST, -1)), OverflowError)
 case("sock_sendfile(offset -1)", "socks",
      lambda e: e.loop.sock_sendfile(e.a, e.file, -1), ValueError)
 case("sock_sendfile(count 0)", "socks",
@@ -719,6 +763,17 @@ for target in ("tcp", "unix"):
 case("wpipe: writelines after close", "wpipe",
      lambda e: (e.tr.close(), e.tr.writelines([b"x", b"y"])))
 case("wpipe: write after close", "wpipe", lambda e: (e.tr.close(), e.tr.write(b"x")))
+case("tcp: start_tls(sslcontext int)", "tcp", lambda e: e.loop.start_tls(e.tr, e.proto, 1),
+     TypeError, match="sslcontext is expected to be an instance of ssl.SSLContext")
+for name, args, exc in (("offset -1", (-1,), ValueError), ("count 0", (0, 0), ValueError),
+                        ("count str", (0, "x"), TypeError),
+                        ("offset huge", (HUGE,), OverflowError)):
+    case(f"tcp: sendfile({name})", "tcp",
+         lambda e, a=args: e.loop.sendfile(e.tr, e.file, *a), exc)
+case("tcp: sendfile(text file)", "tcp",
+     lambda e: e.loop.sendfile(e.tr, e.text_file), ValueError,
+     match="file should be opened in binary mode")
+case("tcp: sendfile(int)", "tcp", lambda e: e.loop.sendfile(e.tr, 1), AttributeError)
 case("closed tcp: write", "tcp_closed", lambda e: e.tr.write(b"x"))
 case("closed tcp: write(int)", "tcp_closed", lambda e: e.tr.write(1), TypeError)
 case("closed tcp: writelines([1])", "tcp_closed", lambda e: e.tr.writelines([1]),
