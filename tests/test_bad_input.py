@@ -18,8 +18,7 @@ as a bytes-like object may reach it.  Add a row to extend the table.
 from __future__ import annotations
 
 import asyncio
-import errno
-import math
+import gc
 import os
 import platform
 import re
@@ -28,7 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
@@ -65,6 +64,7 @@ class Case:
     outside: bool = False           # call made with the loop not running
     uv_raises: Any = None           # uvloop_lite's type, if a subclass of asyncio's
     asyncio_differs: str | None = None   # why this row runs on uvloop_lite only
+    marks: Any = ()                 # pytest marks of the row
 
 
 # -- targets: what a row's call is made on ---------------------------------------------
@@ -120,9 +120,6 @@ class Env:
         closed = socket.socket()
         closed.close()
         self.closed_sock = closed
-        with open(__file__, "rb") as f:
-            pass
-        self.closed_file = f
         self.file = open(__file__, "rb")
         self.cleanup.append(self.file.close)
 
@@ -566,10 +563,30 @@ case("create_datagram_endpoint(local_addr str)", "loop",
 # Pipes and subprocesses.
 case("connect_read_pipe(int)", "loop",
      lambda e: e.loop.connect_read_pipe(asyncio.Protocol, 1), AttributeError)
+
+
+async def _fails_then_collect(coro: Any) -> None:
+    """Await ``coro``; re-raise its exception without the frames, and collect
+    the half-made transport now, within this row: asyncio's pipe transports
+    fail in __init__ and their __del__ then fails in repr() (an unraisable
+    exception, its own bug, which this row's mark ignores)."""
+    try:
+        await coro
+    except Exception as exc:
+        err = type(exc)(*exc.args)
+    else:
+        return
+    gc.collect()
+    raise err
+
+
+UNRAISABLE_OK = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 case("connect_write_pipe(regular file)", "socks",
-     lambda e: e.loop.connect_write_pipe(asyncio.Protocol, e.file), ValueError)
+     lambda e: _fails_then_collect(e.loop.connect_write_pipe(asyncio.Protocol, e.file)),
+     ValueError, marks=UNRAISABLE_OK)
 case("connect_read_pipe(regular file)", "socks",
-     lambda e: e.loop.connect_read_pipe(asyncio.Protocol, e.file), ValueError)
+     lambda e: _fails_then_collect(e.loop.connect_read_pipe(asyncio.Protocol, e.file)),
+     ValueError, marks=UNRAISABLE_OK)
 case("subprocess_shell(list)", "loop",
      lambda e: e.loop.subprocess_shell(asyncio.SubprocessProtocol, ["true"]), ValueError,
      match="cmd must be a string")
@@ -863,7 +880,7 @@ case("closed udp: sendto(int)", "udp_closed", lambda e: e.tr.sendto(1, e.peer_ad
      TypeError)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
 def test_bad_input(loop, loop_kind, case):
     if case.asyncio_differs and loop_kind == "asyncio":
         pytest.skip(f"asyncio differs: {case.asyncio_differs}")
