@@ -120,6 +120,8 @@ class Env:
         closed = socket.socket()
         closed.close()
         self.closed_sock = closed
+        self.closed_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.closed_udp.close()
         self.file = open(__file__, "rb")
         self.cleanup.append(self.file.close)
 
@@ -293,6 +295,11 @@ class Env:
             return data[:-len(END)] if data.endswith(END) else data
 
         self.peer_bytes = peer_bytes
+
+    async def server_closed(self) -> None:
+        self.server = await self.loop.create_server(asyncio.Protocol, LOCALHOST, 0)
+        self.server.close()
+        await self.server.wait_closed()
 
     async def loop_(self) -> None:
         pass
@@ -852,6 +859,29 @@ case("proc: get_pipe_transport(7)", "proc", lambda e: e.ptr.get_pipe_transport(7
 case("proc: get_pipe_transport(unhashable)", "proc",
      lambda e: e.ptr.get_pipe_transport([]), TypeError)
 
+# (Not here: send_signal() after the exit; whether asyncio raises
+# ProcessLookupError depends on whether connection_lost() already ran.)
+
+# Servers, closed.
+case("closed server: serve_forever", "server_closed", lambda e: e.server.serve_forever(),
+     RuntimeError, match="is closed")
+case("closed server: close again", "server_closed", lambda e: e.server.close())
+case("closed server: sockets", "server_closed", lambda e: e.server.sockets, result=(),
+     check_result=True)
+
+# Closed sockets handed to the loop.
+for name, call in (
+        ("create_connection", lambda e: e.loop.create_connection(asyncio.Protocol,
+                                                                 sock=e.closed_sock)),
+        ("connect_accepted_socket",
+         lambda e: e.loop.connect_accepted_socket(asyncio.Protocol, e.closed_sock)),
+        ("create_datagram_endpoint",
+         lambda e: e.loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                   sock=e.closed_udp))):
+    case(f"{name}(closed sock)", "socks", call, OSError, match=r"Errno 9\b")
+case("create_unix_connection(closed tcp sock)", "socks",
+     lambda e: e.loop.create_unix_connection(asyncio.Protocol, sock=e.closed_sock), ValueError)
+
 # Datagram transports.
 for target in ("udp", "udp_connected"):
     for name, data in BAD_DATA:
@@ -862,6 +892,16 @@ for target in ("udp", "udp_connected"):
     case(f"{target}: sendto(bytearray)", target,
          lambda e: e.tr.sendto(bytearray(b"ok"), None if e.tr.get_extra_info("peername")
                                else e.peer_addr), peer=b"ok")
+for name, kw, exc in (("negative", dict(high=-1), ValueError),
+                      ("nan", dict(high=NAN), ValueError), ("str", dict(high="x"), TypeError)):
+    case(f"udp: set_write_buffer_limits({name})", "udp",
+         lambda e, k=kw: e.tr.set_write_buffer_limits(**k), exc)
+case("udp: get_extra_info(unhashable)", "udp", lambda e: e.tr.get_extra_info([]), TypeError)
+# (unconnected: still sent until connection_lost() runs, as asyncio's)
+case("udp: sendto after abort", "udp",
+     lambda e: (e.tr.abort(), e.tr.sendto(b"x", e.peer_addr)), peer=b"x")
+case("udp_connected: sendto after abort", "udp_connected",
+     lambda e: (e.tr.abort(), e.tr.sendto(b"x")))
 case("udp_connected: sendto(other address)", "udp_connected",
      lambda e: e.tr.sendto(b"x", (LOCALHOST, 1)), ValueError)
 for name, addr, exc in (("str", "x", ValueError if PYPY else TypeError),
