@@ -24,6 +24,7 @@ __all__ = ["DnsMixin"]
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _UV_EAI_CANCELED = lib.UV_EAI_CANCELED
+_INT_MIN, _INT_MAX = -2 ** 31, 2 ** 31 - 1   # a C int, as getaddrinfo()'s hints
 # How this Python's socket module writes a scoped IPv6 host: CPython keeps the
 # scope id in the 4th item only, PyPy also appends "%<interface>".
 _SCOPE_IN_HOST = platform.python_implementation() == "PyPy"
@@ -215,7 +216,15 @@ class DnsMixin:
         service = _encode_port(port)
         if node is None and service is None:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        request = _Request(self, "uv_getaddrinfo_t *")
+        for value in (family, type, proto, flags):
+            if value.__class__ is not int or not _INT_MIN <= value <= _INT_MAX:
+                # socket.getaddrinfo()'s own TypeError/OverflowError, raised
+                # before any lookup (and without a host there is none).
+                try:
+                    socket.getaddrinfo(None, 0, family, type, proto, flags)
+                except socket.gaierror:
+                    pass
+                break
         hints = ffi.new("struct addrinfo *")
         hints.ai_family = family
         hints.ai_socktype = type
@@ -223,6 +232,7 @@ class DnsMixin:
         hints.ai_flags = flags
         c_node = ffi.new("char[]", node) if node is not None else ffi.NULL
         c_service = ffi.new("char[]", service) if service is not None else ffi.NULL
+        request = _Request(self, "uv_getaddrinfo_t *")   # nothing may raise after this
         request.keep += [hints, c_node, c_service]
         rc = lib.uv_getaddrinfo(self._uv, request.req, lib.uvl_on_getaddrinfo,
                                 c_node, c_service, hints)

@@ -192,8 +192,11 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         if ready or self._stopping:
             ms = 0
         elif scheduled:
+            # A NaN deadline (call_later(nan)) is due at once, as in asyncio:
+            # every comparison with NaN is False, so test for "later", not
+            # "due", and ceil() only ever sees a number in (0, _MAX_WAIT].
             delay = scheduled[0]._when - self.time()
-            ms = 0 if delay <= 0 else math.ceil(min(delay, _MAX_WAIT) * 1000.0)
+            ms = math.ceil(min(delay, _MAX_WAIT) * 1000.0) if delay > 0 else 0
         else:
             ms = -1
         if self._polls_changed:
@@ -208,7 +211,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             # run now; any left by an exception run first next time.
             end = self.time() + self._clock_resolution
             due = []
-            while scheduled and scheduled[0]._when < end:
+            while scheduled and not scheduled[0]._when >= end:   # NaN: due
                 handle = heapq.heappop(scheduled)
                 handle._scheduled = False
                 due.append(handle)

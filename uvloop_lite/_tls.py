@@ -125,8 +125,9 @@ if sys.version_info >= (3, 11):
             return super()._get_app_transport()
 
         def _write_appdata(self, list_of_data: Any) -> None:
+            # write() passes a 1-tuple; writelines() any iterable (a generator too)
             if (self._state is not _WRAPPED or self._write_backlog
-                    or len(list_of_data) != 1):
+                    or type(list_of_data) is not tuple or len(list_of_data) != 1):
                 super()._write_appdata(list_of_data)
             else:
                 self._uvl_write(list_of_data[0])

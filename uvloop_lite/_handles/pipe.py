@@ -92,9 +92,32 @@ def _open_dup(handle: Any, pipe: Any) -> None:
         raise uv_error(rc)
 
 
+class _Absent:
+    """A method asyncio's class does not have: looking it up raises
+    AttributeError (and hasattr() is False), as on asyncio's transport."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        raise AttributeError(f"{(owner or type(obj)).__name__!r} object has no "
+                             f"attribute {self._name!r}")
+
+
+class PipeDataError(TypeError, AssertionError):
+    """write() of something that is not a bytes-like object to a write pipe:
+    asyncio's pipe transport fails an ``assert`` there (AssertionError),
+    its socket transports raise TypeError; this is both."""
+
+
 class ReadPipeTransport(_PipeTransport):
     """``connect_read_pipe``: pipes, sockets, character devices and PTYs.
     At end of file it calls eof_received() and then connection_lost(None)."""
+
+    # A read-only transport, as asyncio's: no writing side at all (a write
+    # would go to the read end of the pipe).
+    write = writelines = write_eof = can_write_eof = abort = _Absent()
+    get_write_buffer_size = get_write_buffer_limits = set_write_buffer_limits = _Absent()
 
     def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None = None) -> None:
         mode = _pipe_mode(pipe)
@@ -157,15 +180,21 @@ class WritePipeTransport(_PipeTransport):
         return False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._conn_lost or self._closing:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"data argument must be a bytes-like object, "
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
+            raise PipeDataError(f"data argument must be a bytes-like object, "
                                 f"not {type(data).__name__!r}")
+        if not data:
+            return
+        if self._conn_lost or self._closing:
             if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
             self._conn_lost += 1
             return
         super().write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        # asyncio's WriteTransport.writelines(), which its pipe transport uses
+        self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
         if self._closing:

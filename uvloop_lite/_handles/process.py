@@ -24,6 +24,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import threading
 from asyncio import base_subprocess
 from typing import TYPE_CHECKING, Any, Callable
@@ -40,6 +41,9 @@ __all__ = ["UVProcess", "SubprocessTransport"]
 
 # Popen keyword arguments uv_spawn can honour, and the others with the value
 # that means "not used": any other value starts the child with Popen instead.
+# Popen(stdout=STDOUT) raises ValueError from 3.13 (before: EBADF in the child).
+_POPEN_CHECKS_STDOUT = sys.version_info >= (3, 13)
+_INT_MAX = 2 ** 31 - 1
 _SPAWN_OK = {"executable", "cwd", "env", "pass_fds", "start_new_session",
              "close_fds", "restore_signals", "pipesize"}
 _UNUSED = {"preexec_fn": None, "process_group": None, "extra_groups": None,
@@ -163,6 +167,19 @@ class UVProcess(UVHandle):
             pid = self.pid
             threading.Thread(target=_reap, args=(pid,), daemon=True,
                              name=f"uvloop_lite-reap-{pid}").start()
+
+
+def _check_pass_fds(fds: Any) -> list[int]:
+    """``pass_fds`` as Popen takes them (int() of each; Popen's ValueError
+    for a negative or too large one, EBADF for one not open), before they
+    size the stdio array: a negative fd would replace stderr, a huge one
+    would grow the array without end."""
+    fds = sorted(set(map(int, fds)))
+    if fds and not (0 <= fds[0] and fds[-1] <= _INT_MAX):
+        raise ValueError("bad value(s) in fds_to_keep")
+    for fd in fds:
+        os.fstat(fd)   # OSError(EBADF), as the child's would be
+    return fds
 
 
 def _set_pipe_size(fd: int, size: int) -> None:
@@ -306,6 +323,9 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
             argv = [b"/bin/sh", b"-c", _no_nul(os.fsencode(args))]
         else:
             argv = [_no_nul(os.fsencode(a)) for a in args]
+        pipesize = kwargs.get("pipesize")
+        if pipesize is not None and not isinstance(pipesize, int):
+            raise TypeError("pipesize must be an integer")   # Popen's check
         executable = kwargs.get("executable")
         executable = _no_nul(os.fsencode(executable)) if executable is not None else None
         cwd = kwargs.get("cwd")
@@ -341,22 +361,27 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                     fd = os.open(os.devnull, os.O_RDWR)
                     to_close.append(fd)
                     child[i] = fd
-                elif spec == subprocess.STDOUT:
-                    if i != 2:
-                        raise ValueError("STDOUT can only be used for stderr")
+                elif spec == subprocess.STDOUT and i == 2:
                     child[2] = child[1]
+                elif spec is subprocess.STDOUT and i == 1 and _POPEN_CHECKS_STDOUT:
+                    raise ValueError("STDOUT can only be used for stderr")
                 elif isinstance(spec, int):
+                    if spec < 0:
+                        # Popen's child fails to dup2() it; uv_spawn would
+                        # take a negative fd for "ignore".
+                        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
                     child[i] = spec
                 else:
                     child[i] = spec.fileno()
             stdio = list(child)
-            for fd in kwargs.get("pass_fds") or ():
+            pass_fds = _check_pass_fds(kwargs.get("pass_fds") or ())
+            for fd in pass_fds:
                 while len(stdio) <= fd:
                     stdio.append(-1)
                 stdio[fd] = fd
             hidden = []
             if kwargs.get("close_fds", True):
-                hidden = _hide_inherited_fds(set(kwargs.get("pass_fds") or ()))
+                hidden = _hide_inherited_fds(set(pass_fds))
             try:
                 self._uvproc = UVProcess(self._loop, argv, executable, cwd, envlist, stdio,
                                          bool(kwargs.get("start_new_session")),

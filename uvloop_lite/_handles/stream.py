@@ -58,6 +58,7 @@ _new = ffi.new
 _try_write = lib.uvl_try_write
 # asyncio.Server tracks its transports from 3.13 on (close_clients()).
 _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
+_FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
 
 
 # _FlowControlMixin is private to asyncio, but asyncio's own sendfile fallback
@@ -101,7 +102,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._stop_after_read = False
         self._alloc_error: tuple | None = None   # (exception, message)
         self._shutdown_req: Any = None
-        self.set_write_buffer_limits()
+        self._set_write_buffer_limits()   # the default marks (as the mixin's __init__)
         self.set_protocol(protocol)
 
     # -- set-up ----------------------------------------------------------------
@@ -370,9 +371,17 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
 
     def writelines(self, list_of_data: Any) -> None:
         """Write every buffer with one vectored write."""
-        chunks = [d if type(d) is bytes else bytes(d) for d in list_of_data]
-        if len(chunks) <= 1 or self._pending or self._eof or self._conn_lost \
-                or self._empty_waiter is not None or self._state != OPEN:
+        if self._eof:
+            raise RuntimeError("Cannot call writelines() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to writelines; sendfile is in progress")
+        if _FALSE_LINES_SKIPPED and not list_of_data:
+            return   # asyncio 3.12+ (writelines(None) included)
+        # Buffers only, all checked before any is sent, as asyncio: bytes()
+        # would turn an int into NUL bytes and a list of ints into bytes.
+        chunks = [d if type(d) is bytes else bytes(memoryview(d)) for d in list_of_data]
+        if len(chunks) <= 1 or self._pending or self._conn_lost or self._closing \
+                or self._state != OPEN:
             for chunk in chunks:
                 self.write(chunk)
             return

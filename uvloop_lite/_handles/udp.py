@@ -156,6 +156,7 @@ class DatagramCommon:
     _buffer_size: int
     _address: Any
     _conn_lost: int
+    _sock: Any
     _extra: dict
 
     def _record_socket(self, sock: socket.socket) -> None:
@@ -216,7 +217,10 @@ class DatagramCommon:
             if addr not in (None, self._address):
                 raise ValueError(f"Invalid address: must be None or {self._address}")
             addr = self._address
-        if self._conn_lost and self._address:
+        # Without an address asyncio still sends until connection_lost(), and
+        # then fails with an AttributeError from its dropped socket (a bug):
+        # here there is nothing to send on then, and the datagram is dropped.
+        if self._conn_lost and (self._address or self._sock is None):
             if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
