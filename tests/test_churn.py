@@ -422,3 +422,149 @@ def test_tls_handshake_churn(loop):
     finally:
         server.close()
         loop.run_until_complete(server.wait_closed())
+
+
+# -- 10,000 concurrent connections --------------------------------------------------
+
+CONNECTIONS = int(os.environ.get("UVLOOP_LITE_CONNECTIONS", "10000"))
+
+# The client side, in a child process with its own fd limit (asyncio's loop,
+# so that the test checks uvloop_lite's server only).  It opens every
+# connection and keeps them all open, then sends a line on each and reads its
+# echo, says "echoed", waits for "close" on stdin, closes them all and says
+# "closed".  All of it bounded by a deadline.
+_CLIENT = textwrap.dedent(r"""
+    import asyncio, resource, sys
+
+    n, port, deadline = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(256)   # connects in flight (not held after)
+
+        async def connect(i):
+            async with gate:
+                return await asyncio.open_connection("127.0.0.1", port)
+
+        conns = await asyncio.gather(*(connect(i) for i in range(n)))
+        for i, (r, w) in enumerate(conns):
+            w.write(b"%d\n" % i)
+
+        async def check(i, r):
+            line = await r.readline()
+            assert line == b"%d\n" % i, (i, line)
+
+        await asyncio.gather(*(check(i, r) for i, (r, w) in enumerate(conns)))
+        print("echoed", flush=True)
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        assert line == "close\n", line
+        for r, w in conns:
+            w.close()
+        await asyncio.gather(*(w.wait_closed() for r, w in conns),
+                             return_exceptions=True)
+        print("closed", flush=True)
+
+    asyncio.run(asyncio.wait_for(main(), deadline))
+""")
+
+
+class _Held(asyncio.Protocol):
+    """Server side: echoes; counts accepted and live connections."""
+
+    accepted = 0
+    live = 0
+    all_gone: asyncio.Event | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        _Held.accepted += 1
+        _Held.live += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def connection_lost(self, exc) -> None:
+        _Held.live -= 1
+        if _Held.live == 0:
+            _Held.all_gone.set()
+
+
+@pytest.fixture
+def nofile_limit():
+    """RLIMIT_NOFILE raised to its hard limit (and further when root may);
+    restored afterwards.  Yields the new soft limit."""
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = CONNECTIONS + 1000
+    soft, hard = old
+    if hard != resource.RLIM_INFINITY and hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            hard = want
+        except (ValueError, OSError):
+            pass
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        yield resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (old[0], resource.getrlimit(
+            resource.RLIMIT_NOFILE)[1]))
+
+
+@pytest.mark.timeout(300 if FULL else 120)
+def test_10k_concurrent_connections(uv_loop, nofile_limit):
+    """CONNECTIONS (10,000) connections open at once on one uvloop_lite
+    server: all accepted, each echoes its own line, all closed, fds back to
+    where they were."""
+    loop, n = uv_loop, CONNECTIONS
+    limit = nofile_limit
+    if limit != resource.RLIM_INFINITY and limit < n + 200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {limit} is below {n} connections")
+    _Held.accepted = _Held.live = 0
+    _Held.all_gone = asyncio.Event()
+
+    async def main() -> str:
+        # Opened once per loop and kept until loop.close(), so not part of
+        # what is measured: the SIGCHLD socket pair (at the first child
+        # process) and libuv's spare fd for EMFILE (at the first stream).
+        warm = await asyncio.create_subprocess_exec(
+            shutil.which("true") or "true", stdout=asyncio.subprocess.PIPE)
+        await warm.communicate()
+        _settle()
+        fds_base = fd_count()
+        server = await loop.create_server(_Held, LOCALHOST, 0, backlog=4096)
+        port = server.sockets[0].getsockname()[1]
+        _settle()
+        fds0, rss0 = fd_count(), rss()
+        t0 = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CLIENT, str(n), str(port), "100",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 100)
+            assert line == b"echoed\n", (line, _Held.accepted, _Held.live)
+            t_open = time.perf_counter() - t0
+            # Every echo came back while all n were open: all were accepted.
+            assert (_Held.accepted, _Held.live) == (n, n)
+            fds_peak, rss_peak = fd_count(), rss()
+            proc.stdin.write(b"close\n")
+            assert await asyncio.wait_for(proc.stdout.readline(), 100) == b"closed\n"
+            await asyncio.wait_for(_Held.all_gone.wait(), 100)
+            assert await asyncio.wait_for(proc.wait(), 100) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        elapsed = time.perf_counter() - t0
+        server.close()
+        await server.wait_closed()
+        _settle()
+        fds1 = fd_count()
+        assert fds1 == fds_base, f"fds {fds_base} before, {fds1} after"
+        return (f"{n} concurrent connections on one uvloop_lite server: open+echo "
+                f"{t_open:.2f} s, total {elapsed:.2f} s; fds {fds_base}->{fds_peak}->{fds1} "
+                f"({(fds_peak - fds0) / n:.2f}/connection); RSS {rss0 // 1024}->"
+                f"{rss_peak // 1024} KiB ({(rss_peak - rss0) / n:.0f} B/connection)")
+
+    print(loop.run_until_complete(main()))
