@@ -55,6 +55,8 @@ if PYPY:
     RSS_PER_ITER = 4 * 1024
     RSS_SLACK = 64 * 1024 * 1024
 
+# A round of any test takes well under a second on a 2-core machine.
+ROUND_TIMEOUT = 20
 pytestmark = pytest.mark.timeout(900 if FULL else 60)
 
 
@@ -100,9 +102,16 @@ def churn(loop, label: str, one_round, n: int, round_size: int, *,
     end = time.monotonic() + deadline
 
     def run(k: int) -> None:
-        left = end - time.monotonic()
+        # A round takes well under a second here: a round that hangs (say a
+        # connection never closed) fails after ROUND_TIMEOUT, with the counts.
+        left = min(end - time.monotonic(), ROUND_TIMEOUT)
         assert left > 0, f"{label}: past the {deadline} s deadline"
-        loop.run_until_complete(asyncio.wait_for(one_round(k), left))
+        try:
+            loop.run_until_complete(asyncio.wait_for(one_round(k), left))
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"{label}: a round of {k} did not finish in {left:.0f} s; now "
+                f"{fd_count()} fds, {open_handles(loop)} open libuv handles") from None
 
     run(min(round_size, n))
     _settle()
