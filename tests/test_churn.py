@@ -81,9 +81,24 @@ def open_handles(loop) -> int:
     return sum(opened - closed for opened, closed in stats().values())
 
 
+def _malloc_trim():
+    try:
+        import ctypes
+        return ctypes.CDLL(None).malloc_trim   # glibc
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
 def _settle() -> None:
+    """Collect garbage, and have glibc hand freed memory back (else RSS moves
+    in steps of megabytes as the top of its heap is or is not trimmed)."""
     for _ in range(3):
         gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _live_objects() -> int:
@@ -288,7 +303,7 @@ def test_subprocess_churn(loop):
             assert out == b"%d\n" % i and proc.returncode == 0
 
     churn(loop, "subprocess spawn/wait", lambda k: _workers(k, 8, one), n,
-          round_size=50, per_iter=4 * RSS_PER_ITER)
+          round_size=50, per_iter=2 * RSS_PER_ITER)
 
 
 def _hosts_name() -> str:
@@ -427,7 +442,7 @@ def test_tls_handshake_churn(loop):
                   k, lambda: asyncio.open_connection(LOCALHOST, port, ssl=client_ctx,
                                                      server_hostname="localhost"),
                   concurrency=4),
-              n, round_size=50, per_iter=8 * RSS_PER_ITER)
+              n, round_size=100, per_iter=4 * RSS_PER_ITER)
     finally:
         server.close()
         loop.run_until_complete(server.wait_closed())
