@@ -138,7 +138,14 @@ def churn(loop, label: str, one_round, n: int, round_size: int, *,
                 f"{label}: a round of {k} did not finish in {left:.0f} s; now "
                 f"{fd_count()} fds, {open_handles(loop)} open libuv handles") from None
 
+    def drain_closes() -> None:
+        # Let close callbacks queued by the last iteration run (libuv reports a
+        # handle closed on the loop iteration after uv_close()).
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
+
     run(min(round_size, n))
+    drain_closes()
     _settle()
     fds0, rss0, h0, obj0 = fd_count(), rss(), open_handles(loop), _live_objects()
     t0 = time.perf_counter()
@@ -148,6 +155,7 @@ def churn(loop, label: str, one_round, n: int, round_size: int, *,
         run(k)
         done += k
     elapsed = time.perf_counter() - t0
+    drain_closes()
     _settle()
     fds1, rss1, h1, obj1 = fd_count(), rss(), open_handles(loop), _live_objects()
     kind = "uvloop_lite" if hasattr(loop, "_uv_handle_stats") else "asyncio"
@@ -601,3 +609,148 @@ def test_10k_concurrent_connections(uv_loop, nofile_limit):
                 f"{rss_peak // 1024} KiB ({(rss_peak - rss0) / n:.0f} B/connection)")
 
     print(loop.run_until_complete(main()))
+
+
+class _BlackHole(asyncio.Protocol):
+    """Accepts and never answers; counts live connections, and tells when
+    the first bytes (a ClientHello) arrived."""
+
+    live = 0
+    idle: asyncio.Event | None = None
+    got_data: asyncio.Event | None = None
+
+    def connection_made(self, transport) -> None:
+        _BlackHole.live += 1
+        _BlackHole.idle.clear()
+
+    def data_received(self, data: bytes) -> None:
+        _BlackHole.got_data.set()
+
+    def connection_lost(self, exc) -> None:
+        _BlackHole.live -= 1
+        if _BlackHole.live == 0:
+            _BlackHole.idle.set()
+
+
+async def _read_to_end(reader) -> None:
+    try:
+        while await reader.read(65536):
+            pass
+    except ConnectionResetError:
+        pass
+
+
+def test_tls_bad_and_cancelled_handshakes_churn(loop):
+    """Handshakes that do not finish: garbage instead of a ClientHello, a
+    client that half-closes after part of a ClientHello, a client whose
+    handshake is cancelled while the server keeps silent.  The server closes
+    the first two (the client reads to EOF); the third closes from the
+    client side."""
+    n = count(300, 3000)
+    server_ctx, client_ctx = _tls_contexts()
+    _BlackHole.live = 0
+    _BlackHole.idle = asyncio.Event()
+    _BlackHole.idle.set()
+
+    async def start():
+        tls = await loop.create_server(asyncio.Protocol, LOCALHOST, 0, ssl=server_ctx)
+        hole = await loop.create_server(_BlackHole, LOCALHOST, 0)
+        return tls, hole
+
+    tls_server, hole = loop.run_until_complete(start())
+    tls_port = tls_server.sockets[0].getsockname()[1]
+    hole_port = hole.sockets[0].getsockname()[1]
+    # The first bytes of a TLS 1.x ClientHello record, cut short.
+    partial_hello = bytes.fromhex("16030100f4010000f00303") + bytes(16)
+
+    async def one(i: int) -> None:
+        j = i % 3
+        if j < 2:
+            reader, writer = await asyncio.open_connection(LOCALHOST, tls_port)
+            if j == 0:
+                writer.write(b"GET / HTTP/1.0\r\n\r\n" * 4)
+            else:
+                writer.write(partial_hello)
+                writer.write_eof()
+            await _read_to_end(reader)
+            writer.close()
+            await writer.wait_closed()
+        else:
+            _BlackHole.got_data = asyncio.Event()
+            task = asyncio.ensure_future(asyncio.open_connection(
+                LOCALHOST, hole_port, ssl=client_ctx, server_hostname="localhost"))
+            await _BlackHole.got_data.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    async def one_round(k: int) -> None:
+        # One at a time: the black hole's got_data event is per connection.
+        await _workers(k, 1, one)
+        await _BlackHole.idle.wait()
+
+    try:
+        churn(loop, "tls garbage/half-closed/cancelled handshakes", one_round, n,
+              round_size=100, per_iter=4 * RSS_PER_ITER)
+    finally:
+        tls_server.close()
+        hole.close()
+        loop.run_until_complete(tls_server.wait_closed())
+        loop.run_until_complete(hole.wait_closed())
+
+
+def _no_child_left() -> None:
+    """Every child this process started was reaped (no zombie, none running)."""
+    try:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return
+    raise AssertionError(f"a child is left: waitpid -> {(pid, status)}")
+
+
+def test_subprocess_pipes_kill_churn(loop):
+    """Rounds of concurrent ``cat`` processes: a third echo data and exit, a
+    third are killed while the parent writes to them, a third have their
+    stdout closed early by the parent (and die of SIGPIPE or exit 1) while it
+    writes.  No zombie is left, no fd, no handle."""
+    n, concurrent = count(100, 1000), count(50, 200)
+    cat = shutil.which("cat")
+    assert cat
+    chunk = b"x" * 65536
+
+    async def write_until_broken(proc, limit: int) -> None:
+        try:
+            for _ in range(limit // len(chunk)):
+                proc.stdin.write(chunk)
+                await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        raise AssertionError(f"wrote {limit} bytes to a dead process")
+
+    async def one(i: int) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            cat, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        j = i % 3
+        if j == 0:
+            data = chunk * 2 + b"%d" % i
+            out, _ = await proc.communicate(data)
+            assert out == data and proc.returncode == 0
+        elif j == 1:
+            writer = asyncio.ensure_future(write_until_broken(proc, 64 * 1024 * 1024))
+            await proc.stdout.readexactly(len(chunk))
+            proc.kill()
+            await writer
+            await _read_to_end(proc.stdout)
+            assert await proc.wait() == -9
+        else:
+            proc._transport.get_pipe_transport(1).close()
+            await write_until_broken(proc, 64 * 1024 * 1024)
+            assert await proc.wait() in (-13, 1)   # SIGPIPE, or EPIPE reported
+
+    async def one_round(k: int) -> None:
+        await _workers(k, concurrent, one)
+        _no_child_left()
+
+    churn(loop, f"subprocess cat x{concurrent}: echo/kill mid-write/early close",
+          one_round, n, round_size=concurrent, per_iter=4 * RSS_PER_ITER)
+    _no_child_left()
