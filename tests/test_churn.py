@@ -121,8 +121,8 @@ def churn(loop, label: str, one_round, n: int, round_size: int, *,
     """Run ``one_round(k)`` (a coroutine function doing ``k`` iterations)
     once as a warm-up and then for ``n`` iterations in rounds of
     ``round_size`` (so each round's peak is the warm-up's); assert that fds,
-    open libuv handles, RSS and (CPython) the number of live objects stayed
-    flat across the ``n``; return (and print) the figures."""
+    open libuv handles, RSS and the number of live objects stayed flat across
+    the ``n``; return (and print) the figures."""
     deadline = deadline or (800 if FULL else 50)
     end = time.monotonic() + deadline
 
@@ -172,7 +172,7 @@ def churn(loop, label: str, one_round, n: int, round_size: int, *,
         f"{label}: RSS grew {rss1 - rss0} B over {n} iterations (bound {bound})")
     # One object kept per iteration would add n; caches may add a few.
     assert obj1 - obj0 < n // 10 + 100, (
-            f"{label}: live objects {obj0} -> {obj1} over {n} iterations")
+        f"{label}: live objects {obj0} -> {obj1} over {n} iterations")
     return figures
 
 
