@@ -232,7 +232,7 @@ async def _stream_echo_round(k: int, connect, concurrency: int = 16) -> None:
 # -- the churn tests ---------------------------------------------------------------
 
 def test_tcp_connect_echo_close_churn(loop):
-    n = count(5000, 20000)
+    n = count(3000, 20000)
     _reset_echo()
 
     async def start():
@@ -251,7 +251,7 @@ def test_tcp_connect_echo_close_churn(loop):
 
 
 def test_unix_connect_echo_close_churn(loop):
-    n = count(5000, 20000)
+    n = count(3000, 20000)
     _reset_echo()
     d = tempfile.mkdtemp(prefix="uvl-churn-")
     path = os.path.join(d, "s")
@@ -305,7 +305,7 @@ def test_timer_churn(loop):
 
 def test_subprocess_churn(loop):
     """Spawn and wait: ``true``, and ``echo`` read through a pipe."""
-    n = count(200, 2000)
+    n = count(100, 2000)
     true, echo = shutil.which("true"), shutil.which("echo")
     assert true and echo
 
@@ -443,7 +443,7 @@ def _tls_contexts():
 
 
 def test_tls_handshake_churn(loop):
-    n = count(300, 3000)
+    n = count(200, 3000)
     server_ctx, client_ctx = _tls_contexts()
     _reset_echo()
 
@@ -716,7 +716,7 @@ def test_subprocess_pipes_kill_churn(loop):
     third are killed while the parent writes to them, a third have their
     stdout closed early by the parent (and die of SIGPIPE or exit 1) while it
     writes.  No zombie is left, no fd, no handle."""
-    n, concurrent = count(100, 1000), count(50, 200)
+    n, concurrent = count(60, 1000), count(30, 200)
     cat = shutil.which("cat")
     assert cat
     chunk = b"x" * 65536
