@@ -70,7 +70,7 @@ def count(default: int, full: int) -> int:
     # kept per iteration, which the live-object count sees exactly.
     if FULL:
         return full
-    return max(default // 4, 50) if PYPY else default
+    return max(default // 4, min(default, 50)) if PYPY else default
 
 
 def fd_count() -> int:
