@@ -55,9 +55,11 @@ RSS_SLACK = 1024 * 1024
 # PyPy's GC grows its nursery and old generation in steps and returns memory
 # lazily, so its RSS moves by megabytes unrelated to leaks: a much looser bound
 # there.  fds, libuv handles and live objects are still counted exactly.
+OBJECT_SLACK = 100
 if PYPY:
     RSS_PER_ITER = 4 * 1024
     RSS_SLACK = 64 * 1024 * 1024
+    OBJECT_SLACK = 500
 
 # A round of any test takes well under a second on a 2-core machine at the
 # default counts; at the full counts a round of 200 concurrent processes
@@ -172,8 +174,10 @@ def churn(loop, label: str, one_round, n: int, round_size: int, *,
     bound = n * per_iter + RSS_SLACK
     assert rss1 - rss0 < bound, (
         f"{label}: RSS grew {rss1 - rss0} B over {n} iterations (bound {bound})")
-    # One object kept per iteration would add n; caches may add a few.
-    assert obj1 - obj0 < n // 10 + 100, (
+    # One object kept per iteration would add n; caches may add a few (on
+    # PyPy, which counts every object, a few hundred once: warm-up of
+    # rarely taken paths, up to ~180 seen).
+    assert obj1 - obj0 < n // 10 + OBJECT_SLACK, (
         f"{label}: live objects {obj0} -> {obj1} over {n} iterations")
     return figures
 
