@@ -13,16 +13,23 @@ endpoint kept per iteration, a socket left open, 2 KiB of C memory per
 connection) each fail these tests; a connection never closed makes its round
 hang, which fails after ``ROUND_TIMEOUT`` with the counts.
 
+What churns: TCP and Unix connect/echo/close, UDP endpoints, TLS handshakes
+(complete, and failing: garbage, half-closed, cancelled), timers, DNS
+lookups, child processes (spawn/wait, and ``cat`` killed mid-write or with
+its stdout closed early, leaving no zombie).
+
 Counts are small by default, so that the suite stays quick; the issue's full
 counts (20,000 TCP connect/echo/close, 20,000 timers, 2,000 subprocesses,
-20,000 DNS lookups, ...) run with ``pytest --churn=full`` or
-``UVLOOP_LITE_CHURN=full`` (the nox session ``churn`` does that).  Every test
-body runs on asyncio's loop too, for comparison: both must stay flat.
+20,000 DNS lookups, 200 concurrent subprocesses, ...) run with ``pytest
+--churn=full`` or ``UVLOOP_LITE_CHURN=full`` (the nox session ``churn`` does
+that).  Every churn test runs on asyncio's loop too, for comparison: both must
+stay flat.
 
 ``test_10k_concurrent_connections`` holds 10,000 connections open at once on
 one uvloop_lite server (the client side runs in a child process, so that each
-process needs only its own 10,000 fds), checks every one is accepted and
-echoes, then closes them all.
+process needs only its own 10,000 fds; ``UVLOOP_LITE_CONNECTIONS`` changes the
+count), checks every one is accepted and echoes, then closes them all; on
+asyncio's server too with the full counts.
 
 The measured figures are printed (``pytest -rP tests/test_churn.py``).
 Only loopback addresses and names from /etc/hosts are used.
