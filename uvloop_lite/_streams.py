@@ -20,9 +20,9 @@ from asyncio import base_events, constants, exceptions, sslproto, tasks
 from asyncio.log import logger
 from typing import Any
 
-from ._handles.pipe import UnixServer, UnixTransport
-from ._handles.stream import UVStreamServer, UVStreamTransport
-from ._handles.tcp import TCPServer, TCPTransport
+from ._handles.pipe import UnixTransport
+from ._handles.stream import StreamServer, UVStreamTransport
+from ._handles.tcp import TCPTransport
 from ._tls import SSLProtocol
 
 __all__ = ["StreamsMixin"]
@@ -37,7 +37,7 @@ def _is_unix(sock: socket.socket) -> bool:
 class StreamsMixin:
     """Stream transports and servers of :class:`Loop`."""
 
-    _servers: dict[socket.socket, UVStreamServer]
+    _servers: dict[socket.socket, StreamServer]
     _unix_server_sockets: dict[socket.socket, int]
 
     def _init_streams(self) -> None:
@@ -52,8 +52,12 @@ class StreamsMixin:
         cls = UnixTransport if _is_unix(sock) else TCPTransport
         transport = cls(self, protocol, extra, server)
         transport._open_socket(sock)
-        self._add_transport(sock.fileno(), transport)
-        transport._start(waiter)
+        try:
+            self._add_transport(sock.fileno(), transport)
+            transport._start(waiter)
+        except BaseException:
+            transport._close_handle()
+            raise
         return transport
 
     def _make_ssl_protocol(self, protocol: Any, sslcontext: Any, waiter: Any, *,
@@ -94,20 +98,9 @@ class StreamsMixin:
         self._check_closed()   # before libuv sees the closed loop
         if sock in self._servers:
             return
-        if _is_unix(sock):
-            handle: UVStreamServer = UnixServer(
-                self, protocol_factory, UnixTransport, sslcontext, server,
-                ssl_handshake_timeout, ssl_shutdown_timeout)
-        else:
-            handle = TCPServer(self, protocol_factory, TCPTransport, sslcontext, server,
-                               ssl_handshake_timeout, ssl_shutdown_timeout)
-        handle._open_socket(sock)
-        try:
-            handle.listen(backlog)
-        except BaseException:
-            handle.close()
-            raise
-        self._servers[sock] = handle
+        self._servers[sock] = StreamServer(
+            self, sock, protocol_factory, sslcontext, server, backlog,
+            ssl_handshake_timeout, ssl_shutdown_timeout)
 
     def _stop_serving(self, sock: socket.socket) -> None:
         path = None
@@ -237,19 +230,25 @@ class StreamsMixin:
         sock = transp._python_socket()
         if sock is None:
             raise exceptions.SendfileNotAvailableError("the transport has no socket")
-        fd = sock.fileno()
-        self._transports.pop(fd, None)
         resume_reading = transp.is_reading()
         transp.pause_reading()
         await transp._make_empty_waiter()
+        # sock_sendfile() waits on a uv_poll_t, which must not share the fd
+        # number of the transport's own libuv handle (closing the poll would
+        # drop the handle's epoll registration): it gets a duplicate, for the
+        # time of the call.
+        dup = None
         try:
-            return await self.sock_sendfile(sock, file, offset, count, fallback=False)
+            dup = sock.dup()
+            dup.setblocking(False)
+            return await self.sock_sendfile(dup, file, offset, count, fallback=False)
         finally:
+            if dup is not None:
+                self._close_idle_polls()   # the dup's poll goes before the dup
+                dup.close()
             transp._reset_empty_waiter()
             if resume_reading:
                 transp.resume_reading()
-            if not transp.is_closing():
-                self._add_transport(fd, transp)
 
 
 def _remove_socket_file(path: Any, ino: int) -> None:

@@ -1,23 +1,25 @@
-"""uv_pipe_t: connections on Unix stream sockets (UnixTransport, UnixServer)
-and the transports of connect_read_pipe/connect_write_pipe."""
+"""uv_pipe_t: connections on Unix stream sockets (UnixTransport) and the
+transports of connect_read_pipe/connect_write_pipe."""
 
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from asyncio import constants
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any
 
+from .._errors import uv_error
 from .._ffi import lib
 from .base import UVHandle
 from .poll import READABLE, UVPoll
-from .stream import UVStreamServer, UVStreamTransport, _open_dup
+from .stream import UVStreamTransport, _open_shared
 
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["UnixTransport", "UnixServer", "ReadPipeTransport", "WritePipeTransport"]
+__all__ = ["UnixTransport", "ReadPipeTransport", "WritePipeTransport"]
 
 
 class UnixTransport(UVStreamTransport):
@@ -36,37 +38,39 @@ class UnixTransport(UVStreamTransport):
         pass
 
 
-class UnixServer(UVStreamServer):
-    """A listening socket accepting into UnixTransports."""
-
-    _ctype = "uv_pipe_t *"
-
-    def __init__(self, loop: Loop, *args: Any) -> None:
-        super().__init__(loop, *args)
-        self._init_done(lib.uv_pipe_init(loop._uv, self._ptr, 0))
-
-    def _uv_open(self, fd: int) -> int:
-        return lib.uv_pipe_open(self._ptr, fd)
-
-
 def _pipe_mode(pipe: Any) -> int:
     return os.fstat(pipe.fileno()).st_mode
 
 
 class _PipeTransport(UVStreamTransport):
-    """Common part of the read and write pipe transports: a ``uv_pipe_t`` on a
-    duplicate of the pipe's fd; the pipe object is closed with the transport."""
+    """Common part of the read and write pipe transports: a ``uv_pipe_t`` on
+    the pipe's fd, the pipe object closed with the transport.  A socket is
+    shared as a connection's socket is (libuv closes the fd; the socket is
+    detached first).  Anything else gets libuv a duplicate of its fd: a file
+    object cannot let go of its fd, and a write pipe's peer watch (a
+    ``uv_poll_t``) needs a fd number libuv's pipe handle does not use."""
 
     _ctype = "uv_pipe_t *"
     _start_tls_compatible = False
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None) -> None:
+    def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None,
+                 share: bool = False) -> None:
         super().__init__(loop, protocol, extra)
         self._extra["pipe"] = pipe
         self._init_done(lib.uv_pipe_init(loop._uv, self._ptr, 0))
-        _open_dup(self, pipe)
-        self._sock = pipe
+        if share:
+            _open_shared(self, pipe)
+            self._sock = pipe   # released with the handle, as a connection's
+        else:
+            _open_dup(self, pipe)
+        self._pipe = pipe
+
+    def _close_handle(self) -> None:
+        super()._close_handle()
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.close()   # a no-op for a shared socket, detached by now
 
     def _uv_open(self, fd: int) -> int:
         return lib.uv_pipe_open(self._ptr, fd)
@@ -75,7 +79,17 @@ class _PipeTransport(UVStreamTransport):
         return self._extra.get(name, default)
 
     def _python_socket(self) -> None:
-        return None   # a pipe has no socket (and _sock holds the pipe object)
+        return None   # a pipe has no socket (_sock may hold a shared pipe socket)
+
+
+def _open_dup(handle: Any, pipe: Any) -> None:
+    """Give libuv its own duplicate of ``pipe``'s fd (see _PipeTransport)."""
+    fd = os.dup(pipe.fileno())
+    rc = handle._uv_open(fd)
+    if rc < 0:
+        os.close(fd)
+        UVHandle.close(handle)
+        raise uv_error(rc)
 
 
 class ReadPipeTransport(_PipeTransport):
@@ -86,7 +100,7 @@ class ReadPipeTransport(_PipeTransport):
         mode = _pipe_mode(pipe)
         if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
             raise ValueError("Pipe transport is for pipes/sockets only.")
-        super().__init__(loop, pipe, protocol, extra)
+        super().__init__(loop, pipe, protocol, extra, share=isinstance(pipe, socket.socket))
 
     def _on_eof(self) -> None:
         self._read_stop()

@@ -1,5 +1,5 @@
 """UVStreamTransport (uv_stream_t): the asyncio Transport shared by TCP and
-Unix-socket connections, and UVStreamServer, the listening side.
+Unix-socket connections, and StreamServer, the listening side.
 
 Reading: ``uv_read_start`` with the loop-wide read buffer (the bytes are
 copied out once, into the ``bytes`` handed to ``data_received``), or, for a
@@ -15,15 +15,27 @@ Connection state follows asyncio's selector transport, with its names:
 ``_eof`` (write_eof() called).  connection_lost() runs from the ready queue
 once the last queued write finished (or at once for abort()), and only then
 is the libuv handle closed; its memory is freed by uvl_on_close.
+
+One fd per connection, as asyncio: libuv polls the fd of the transport's
+Python socket itself (extra info 'socket' wraps that socket), and the socket
+object never closes it: ``uv_close`` does, and the socket is detached right
+before (or, for a handle the loop's close() shut, in the close callback), so
+a later ``close()`` or collection of the socket object cannot close the
+number once it names another file.  A user's socket (``sock=``) thus reads
+``fileno() == -1`` after the transport closed it, as with asyncio.
+
+Servers (StreamServer) accept as asyncio's selector loop does, from a reader
+on the listening socket: libuv's own accept would shed load at the fd limit
+by accepting and closing the waiting clients, unreported.
 """
 
 from __future__ import annotations
 
 import collections
-import os
+import errno
 import socket
 import sys
-from asyncio import constants, futures, protocols, transports, trsock
+from asyncio import constants, events, futures, protocols, transports, trsock
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -34,7 +46,7 @@ from .base import OPEN, UVHandle, callback_error
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["UVStreamTransport", "UVStreamServer"]
+__all__ = ["UVStreamTransport", "StreamServer"]
 
 _UV_EOF = lib.UV_EOF
 _UV_EAGAIN = lib.UV_EAGAIN
@@ -70,7 +82,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._read_bytes = loop._read_bytes     # where plain reads land
         self._read_view = loop._read_view       # the same, as a memoryview
         self._server = server
-        self._sock: socket.socket | None = None   # Python's view of the fd, if any
+        self._sock: socket.socket | None = None   # shares libuv's fd (see the module doc)
         self._closing = False
         self._conn_lost = 0
         self._eof = False
@@ -94,11 +106,18 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
     # -- set-up ----------------------------------------------------------------
 
     def _open_socket(self, sock: socket.socket) -> None:
-        """Attach to a connected ``sock``; it stays the transport's socket
-        (extra info 'socket') and is closed with the transport."""
-        _open_dup(self, sock)
+        """Attach to a connected ``sock``: libuv takes its fd (closed with the
+        transport); the socket stays the transport's (extra info 'socket')."""
+        _open_shared(self, sock)
         self._sock = sock   # _start() records its addresses
         self._accepted()
+
+    def _close_handle(self) -> None:
+        """uv_close() the handle, which closes the fd: the socket lets go of
+        it first."""
+        if self._state == OPEN:
+            _release(self._sock)
+        UVHandle.close(self)
 
     def _start(self, waiter: futures.Future | None) -> None:
         """Schedule connection_made(), then reading, then the waiter, in that
@@ -469,10 +488,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             if self._protocol_connected:
                 self._protocol.connection_lost(exc)
         finally:
-            UVHandle.close(self)
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
+            self._close_handle()
             self._protocol = self._feed = None
             server = self._server
             if server is not None:
@@ -483,6 +499,9 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
                     server._detach()
 
     def _on_close(self) -> None:
+        # Closed by the loop's close() (not _close_handle): libuv closed the
+        # fd in uv_close, so the socket must not own that number any more.
+        _release(self._sock)
         self._pending.clear()
         self._read_keep = None
         self._shutdown_req = None
@@ -498,24 +517,11 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         return fd[0]
 
     def _python_socket(self) -> socket.socket | None:
-        """A socket object for the transport's fd (a dup of it, closed with
-        the transport), for transports not made from a Python socket."""
-        if self._sock is None and self._state == OPEN:
-            try:
-                fd = os.dup(self._fileno())
-            except OSError:
-                return None
-            try:
-                self._sock = socket.socket(fileno=fd)
-            except OSError:
-                os.close(fd)
-                return None
-            # PyPy makes the fd blocking here (and O_NONBLOCK is shared with
-            # libuv's fd): non-blocking, as asyncio's transport sockets are.
-            self._sock.setblocking(False)
-            # add_reader() and friends refuse this fd while the transport lives.
-            self._loop._add_transport(fd, self)
-        return self._sock
+        """The socket object over the transport's fd (None once closed)."""
+        sock = self._sock
+        if sock is None or sock.fileno() < 0:
+            return None
+        return sock
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name in self._extra:
@@ -556,15 +562,30 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         return "<{}>".format(" ".join(info))
 
 
-def _open_dup(handle: Any, sock: socket.socket) -> None:
-    """Give libuv its own duplicate of ``sock``'s fd (libuv closes what it
-    owns, so the Python socket object keeps a valid fd of its own)."""
-    fd = os.dup(sock.fileno())
+def _open_shared(handle: Any, sock: socket.socket) -> None:
+    """Hand ``sock``'s own fd to libuv (``handle._uv_open``).  On failure
+    libuv took nothing: the socket still owns its fd, for the caller to close."""
+    fd = sock.fileno()
+    drop_watchers(handle._loop, fd)
     rc = handle._uv_open(fd)
     if rc < 0:
-        os.close(fd)
         UVHandle.close(handle)
         raise uv_error(rc)
+
+
+def drop_watchers(loop: Loop, fd: int) -> None:
+    """The transport made on ``fd`` replaces its reader and writer (asyncio's
+    transport replaces the reader too); their poll closes now, as libuv lets
+    only one watcher per fd number in."""
+    if loop._remove_reader(fd) | loop._remove_writer(fd):
+        loop._close_idle_polls()
+
+
+def _release(sock: socket.socket | None) -> None:
+    """``sock``'s fd is (being) closed by libuv: make the socket object let go
+    of the number without closing it (a no-op if already let go or closed)."""
+    if sock is not None and sock.fileno() >= 0:
+        sock.detach()
 
 
 def _sock_call(sock: socket.socket | None, method: str) -> Any:
@@ -576,82 +597,121 @@ def _sock_call(sock: socket.socket | None, method: str) -> Any:
         return None
 
 
-class UVStreamServer(UVHandle):
-    """A listening ``uv_tcp_t``/``uv_pipe_t``: accepts connections into new
-    transports of ``transport_cls`` for ``server`` (an ``asyncio.Server``)."""
+# accept() errors that mean "out of fds or memory": asyncio reports them and
+# pauses accepting for a while instead of spinning on a listening socket that
+# stays readable.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
-    _ctype = "uv_stream_t *"
 
-    def __init__(self, loop: Loop, protocol_factory: Callable[[], Any],
-                 transport_cls: type, sslcontext: Any, server: Any,
+class StreamServer:
+    """Serves one listening socket (TCP or Unix) of an ``asyncio.Server`` as
+    asyncio's selector loop does: ``_accept_ready`` is the socket's reader
+    (the loop's add_reader machinery, a ``uv_poll_t`` on the socket's own fd)
+    and accepts up to ``backlog`` connections into new transports.
+
+    The listening socket stays Python's (libuv never owns it): the Server
+    closes it after ``close()`` stopped the reader.  At the fd limit (EMFILE
+    and friends) the error goes to the exception handler and accepting pauses
+    for ``ACCEPT_RETRY_DELAY``; the clients wait in the backlog meanwhile.
+    """
+
+    def __init__(self, loop: Loop, sock: socket.socket, protocol_factory: Callable[[], Any],
+                 sslcontext: Any, server: Any, backlog: int,
                  ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any) -> None:
-        UVHandle.__init__(self, loop)
-        self._stream = ffi.cast("uv_stream_t *", self._ptr)
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
         self._protocol_factory = protocol_factory
-        self._transport_cls = transport_cls
         self._sslcontext = sslcontext
         self._server = server
+        self._backlog = max(backlog, 1)
         self._ssl_handshake_timeout = ssl_handshake_timeout
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
+        self._reading = False
+        self._retry: events.TimerHandle | None = None
+        self._start()
 
-    def _open_socket(self, sock: socket.socket) -> None:
-        _open_dup(self, sock)
-
-    def listen(self, backlog: int) -> None:
-        rc = lib.uvl_listen(self._stream, backlog)
-        if rc < 0:
-            raise uv_error(rc)
-
-    def _on_connection(self, status: int) -> None:
-        loop = self._loop
-        if status < 0:
-            loop.call_exception_handler({
-                "message": "socket.accept() out of system resource",
-                "exception": uv_error(status),
-            })
+    def _start(self) -> None:
+        self._retry = None
+        if self._sock.fileno() != self._fd:   # closed under the server meanwhile
             return
+        self._loop._add_reader(self._fd, self._accept_ready)
+        self._reading = True
+
+    def close(self) -> None:
+        """Stop accepting (before the Server closes the socket)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._stop_reading()
+        self._protocol_factory = self._sslcontext = self._server = None
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            # Cancels the reader Handle (which refers back to this server),
+            # and closes its poll now, while the fd is still open.
+            self._loop._remove_reader(self._fd)
+            self._loop._close_idle_polls()
+
+    def _accept_ready(self) -> None:
+        sock = self._sock
+        for _ in range(self._backlog):
+            if not self._reading:   # closed, or paused, by a callback meanwhile
+                return
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return   # nothing more waiting (or a client gave up first)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise   # reported as this callback's error; serving goes on
+                self._loop.call_exception_handler({
+                    "message": "socket.accept() out of system resource",
+                    "exception": exc,
+                    "socket": trsock.TransportSocket(sock),
+                })
+                # The socket stays readable: stop watching it for a while.
+                self._stop_reading()
+                self._retry = self._loop.call_later(constants.ACCEPT_RETRY_DELAY, self._start)
+                return
+            conn.setblocking(False)
+            self._serve(conn, {"peername": addr})
+
+    def _serve(self, conn: socket.socket, extra: dict) -> None:
+        """A transport and protocol for the accepted ``conn``.  What fails
+        here drops that connection only; KeyboardInterrupt and SystemExit
+        leave the loop as with asyncio, and accepting goes on afterwards."""
+        loop = self._loop
+        protocol = None
         try:
             protocol = self._protocol_factory()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._reject()
-            if loop.get_debug():   # as asyncio: reported in debug mode only
-                loop.call_exception_handler({
-                    "message": "Error on transport creation for incoming connection",
-                    "exception": exc,
-                })
-            return
-        waiter = None
-        app_protocol = protocol
-        if self._sslcontext is not None:
+            if self._sslcontext is None:
+                loop._make_socket_transport(conn, protocol, extra=extra, server=self._server)
+                return
             waiter = loop.create_future()
-            protocol = loop._make_ssl_protocol(
+            ssl_protocol = loop._make_ssl_protocol(
                 protocol, self._sslcontext, waiter, server_side=True,
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
                 ssl_shutdown_timeout=self._ssl_shutdown_timeout)
-        transport = self._transport_cls(loop, protocol, server=self._server)
-        rc = lib.uv_accept(self._stream, transport._stream)
-        if rc < 0:
-            UVHandle.close(transport)
-            loop.call_exception_handler({
-                "message": "Error accepting a connection",
-                "exception": uv_error(rc),
-            })
+            transport = loop._make_socket_transport(conn, ssl_protocol, extra=extra,
+                                                    server=self._server)
+        except BaseException as exc:
+            # No transport kept it (a failing _make_socket_transport leaves
+            # the socket, or detaches it once libuv closed its fd).
+            conn.close()
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                raise
+            if loop.get_debug():   # as asyncio: reported in debug mode only
+                context = {"message": "Error on transport creation for incoming connection",
+                           "exception": exc}
+                if protocol is not None:
+                    context["protocol"] = protocol
+                loop.call_exception_handler(context)
             return
-        transport._accepted()
-        transport._start(None)
-        if waiter is not None:
-            waiter.add_done_callback(
-                lambda fut, tr=transport, pr=app_protocol, app=protocol._app_transport:
-                _ssl_accept_done(loop, fut, tr, pr, app))
-
-    def _reject(self) -> None:
-        # Accept and drop the connection the factory could not serve.
-        tmp = self._transport_cls(self._loop, protocols.Protocol())
-        if lib.uv_accept(self._stream, tmp._stream) == 0:
-            tmp._accepted()
-        UVHandle.close(tmp)
+        waiter.add_done_callback(
+            lambda fut, tr=transport, pr=protocol, app=ssl_protocol._app_transport:
+            _ssl_accept_done(loop, fut, tr, pr, app))
 
 
 def _ssl_accept_done(loop: Loop, fut: futures.Future, transport: UVStreamTransport,
@@ -714,10 +774,3 @@ def uvl_on_shutdown(req: Any, status: int) -> None:
     data = req.handle.data
     if data != ffi.NULL:
         ffi.from_handle(data)._on_shutdown(status)
-
-
-@ffi.def_extern(onerror=callback_error)
-def uvl_on_connection(server: Any, status: int) -> None:
-    data = server.data
-    if data != ffi.NULL:
-        ffi.from_handle(data)._on_connection(status)

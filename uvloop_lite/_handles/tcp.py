@@ -7,12 +7,12 @@ from asyncio import constants
 from typing import TYPE_CHECKING, Any
 
 from .._ffi import lib
-from .stream import UVStreamServer, UVStreamTransport
+from .stream import UVStreamTransport
 
 if TYPE_CHECKING:
     from .._loop import Loop
 
-__all__ = ["TCPTransport", "TCPServer"]
+__all__ = ["TCPTransport"]
 
 
 class TCPTransport(UVStreamTransport):
@@ -30,15 +30,3 @@ class TCPTransport(UVStreamTransport):
     def _accepted(self) -> None:
         lib.uv_tcp_nodelay(self._ptr, 1)
 
-
-class TCPServer(UVStreamServer):
-    """A listening socket accepting into TCPTransports."""
-
-    _ctype = "uv_tcp_t *"
-
-    def __init__(self, loop: Loop, *args: Any) -> None:
-        super().__init__(loop, *args)
-        self._init_done(lib.uv_tcp_init(loop._uv, self._ptr))
-
-    def _uv_open(self, fd: int) -> int:
-        return lib.uv_tcp_open(self._ptr, fd)

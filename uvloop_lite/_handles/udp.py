@@ -2,9 +2,12 @@
 for IPv4 and IPv6 sockets.  (Unix datagram sockets, which uv_udp_t does not
 take, stay on the uv_poll transport of ``_datagram.py``.)
 
-libuv gets a duplicate of the socket's fd (``uvl_udp_open``, which leaves the
-socket's options as they were); the Python socket stays the transport's
-socket (extra info 'socket') and is closed with it.
+libuv takes the socket's own fd (``uvl_udp_open``, which leaves the socket's
+options as they were): one fd per endpoint, as asyncio.  The Python socket
+stays the transport's socket (extra info 'socket'); libuv's uv_close closes
+the fd, so the socket is detached right before (or in the close callback, if
+the loop's close() shut the handle) and never closes a number that may name
+another file by then.
 
 Receiving: ``uv_udp_recv_start`` into the loop-wide read buffer.  shim.c's
 callback passes the transport, nread and the sender's raw sockaddr; the
@@ -28,7 +31,9 @@ family, exact int port...); any other address (a host name, '' or
 '<broadcast>', a scope suffix, a wrong type) is sent with the Python socket's
 own ``sendto()``, for its exact resolution and errors.  Such a datagram that
 has to wait goes to ``_deferred`` (behind everything in libuv's queue), and
-waits for writability of the Python socket's fd if the kernel pushes back.
+waits for writability if the kernel pushes back, on a duplicate of the fd
+made for that wait (a ``uv_poll_t`` must not share the fd number of libuv's
+own handle).
 Buffer accounting, flow control and errors follow asyncio's selector
 transport for each Python version, as ``_datagram.py`` does.
 """
@@ -37,7 +42,6 @@ from __future__ import annotations
 
 import collections
 import contextvars
-import os
 import socket
 import sys
 from asyncio import constants, events, format_helpers, transports, trsock
@@ -47,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
 from .base import OPEN, UVHandle, callback_error
+from .stream import drop_watchers
 
 if TYPE_CHECKING:
     from .._loop import Loop
@@ -256,16 +261,16 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         self._write_handle: events.Handle | None = None
         self._pending: collections.deque = collections.deque()    # (req, data, size)
         self._deferred: collections.deque = collections.deque()   # (data, addr, size)
-        self._writer_watched = False   # _deferred waits on the Python fd
+        self._writer_watched = False   # _deferred waits for writability
         self._buffer_size = 0
         self._peers: dict[bytes, Any] = {}        # raw sockaddr -> address tuple
         self._read_bytes = loop._read_bytes       # where every read lands
         self._sockaddrs: dict[Any, bytes] = {}    # address tuple -> raw sockaddr
+        self._writer_sock: socket.socket | None = None   # see _watch_writer
         self._init_done(lib.uv_udp_init(loop._uv, self._ptr))
-        fd = os.dup(self._sock_fd)
-        rc = lib.uvl_udp_open(self._ptr, fd)
-        if rc < 0:
-            os.close(fd)
+        drop_watchers(loop, self._sock_fd)
+        rc = lib.uvl_udp_open(self._ptr, self._sock_fd)
+        if rc < 0:   # libuv took nothing: the socket stays its owner's
             UVHandle.close(self)
             raise uv_error(rc)
         loop._add_transport(self._sock_fd, self)
@@ -442,13 +447,26 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
 
     def _watch_writer(self) -> None:
         if not self._writer_watched:
+            try:
+                sock = self._sock.dup()
+            except OSError:   # out of fds: try again in a while
+                self._loop.call_later(0.1, self._retry_flush)
+                return
+            self._writer_sock = sock
             self._writer_watched = True
-            self._loop._add_writer(self._sock_fd, self._flush_ready)
+            self._loop._add_writer(sock.fileno(), self._flush_ready)
+
+    def _retry_flush(self) -> None:
+        if not self._conn_lost and not self._writer_watched and self._deferred:
+            self._flush_ready()
 
     def _unwatch_writer(self) -> None:
         if self._writer_watched:
             self._writer_watched = False
-            self._loop._remove_writer(self._sock_fd)
+            sock, self._writer_sock = self._writer_sock, None
+            self._loop._remove_writer(sock.fileno())
+            self._loop._close_idle_polls()   # its poll goes before its fd
+            sock.close()
 
     def _sendto_ready(self, status: int) -> None:
         """libuv sent (or failed to send) the oldest queued datagram."""
@@ -535,7 +553,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
             if self._pending:
                 # Drop what libuv still has queued, as asyncio drops its buffer:
                 # closing the handle cancels the requests.
-                UVHandle.close(self)
+                self._close_handle()
         if not self._closing:
             self._closing = True
             self._recv_stop()
@@ -547,14 +565,25 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
             if self._protocol_connected:
                 self._protocol.connection_lost(exc)
         finally:
-            UVHandle.close(self)
+            self._unwatch_writer()
+            self._close_handle()
             if self._sock is not None:
                 self._loop._transports.pop(self._sock_fd, None)
-                self._sock.close()
+                self._sock.close()   # a no-op once detached
                 self._sock = None
             self._protocol = None
 
+    def _close_handle(self) -> None:
+        """uv_close() the handle, which closes the fd: the socket lets go of
+        it first."""
+        if self._state == OPEN and self._sock is not None and self._sock.fileno() >= 0:
+            self._sock.detach()
+        UVHandle.close(self)
+
     def _on_close(self) -> None:
+        # Closed by the loop's close(): libuv closed the fd in uv_close.
+        if self._sock is not None and self._sock.fileno() >= 0:
+            self._sock.detach()
         self._pending.clear()
         self._read_handle = self._write_handle = None
         UVHandle._on_close(self)
