@@ -16,6 +16,7 @@ Arguments after ``--`` go to pytest: ``nox -s tests-3.9 -- -x -k timers``.
 
     nox -s sanitize         # the suite on an ASan+UBSan build, libuv's asserts on
     nox -s valgrind         # memcheck on a few test files
+    nox -s churn            # tests/test_churn.py at full counts (--churn=full)
 
 run ``python -m tests.sanitize.run`` (what ``./dev sanitize`` runs) with
 CPython 3.11 in the session's copy, which keeps its ``.sanitize/`` builds too;
@@ -90,7 +91,8 @@ def _run_tests(session: nox.Session, *, pypy: bool) -> None:
                 *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
 
-# `nox` alone runs the interpreter matrix; sanitize and valgrind only when named.
+# `nox` alone runs the interpreter matrix; sanitize, valgrind and churn only
+# when named.
 nox.options.sessions = [f"tests-{v}" for v in CPYTHONS] + [f"tests-pypy{v}" for v in PYPYS]
 
 for _version in CPYTHONS:
@@ -107,11 +109,16 @@ for _version in PYPYS:
         _run_tests(session, pypy=True)
 
 
-def _sanitize_run(session: nox.Session, *args: str) -> None:
+def _enter_copy(session: nox.Session) -> None:
+    """CPython's test dependencies, then work in the session's source copy."""
     session.install(*TEST_DEPS, "cffi>=1.15")
     src = Path(session.create_tmp()).resolve() / "src"
     _sync_source(src)
     session.chdir(src)
+
+
+def _sanitize_run(session: nox.Session, *args: str) -> None:
+    _enter_copy(session)
     session.run("python", "-m", "tests.sanitize.run", *args, *session.posargs)
 
 
@@ -125,3 +132,14 @@ def sanitize(session: nox.Session) -> None:
 def valgrind(session: nox.Session) -> None:
     """valgrind's memcheck on a few test files (an asserts-only build)."""
     _sanitize_run(session, "--valgrind")
+
+
+@nox.session(python=_cpython("3.11"), venv_backend="venv")
+def churn(session: nox.Session) -> None:
+    """Churn and load tests at full counts (20,000 TCP connect/echo/close,
+    20,000 DNS lookups, 2,000 subprocesses, ...; 10,000 concurrent
+    connections), figures printed: a few minutes on 2 cores."""
+    _enter_copy(session)
+    session.run("python", "build_uv.py")
+    session.run("python", "-m", "pytest", "-q", "-rP", "tests/test_churn.py",
+                "--churn=full", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 
 import pytest
 
@@ -75,3 +76,20 @@ def uv_loop():
     lp, errors, handler = _open_loop("uvloop_lite")
     yield lp
     _close_loop("uvloop_lite", lp, errors, handler)
+
+
+# -- churn counts (tests/test_churn.py) ----------------------------------------------
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--churn", choices=("default", "full"), default=None,
+                     help="tests/test_churn.py at the issue's full counts (20,000 "
+                          "connections, ...) instead of the quick default; the same "
+                          "as UVLOOP_LITE_CHURN=full")
+
+
+def pytest_configure(config) -> None:
+    # test_churn reads the environment when it is imported (its timeouts depend
+    # on the counts), which is after this hook.
+    churn = config.getoption("--churn")
+    if churn is not None:
+        os.environ["UVLOOP_LITE_CHURN"] = churn
