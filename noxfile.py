@@ -36,7 +36,10 @@ import nox
 ROOT = Path(__file__).resolve().parent
 CPYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 PYPYS = ["3.9"]
-TEST_DEPS = ["setuptools>=62", "pytest>=7", "pytest-timeout>=2"]
+TEST_DEPS = ["setuptools>=62", "pytest>=7", "pytest-timeout>=2", "pytest-asyncio", "anyio"]
+# The other frameworks of the recipes (tests/test_frameworks.py), and mypy:
+# CPython only (aiohttp would compile its C extensions on PyPy).
+CPYTHON_TEST_DEPS = ["cffi>=1.15", "uvicorn", "aiohttp", "websockets", "httpx", "mypy"]
 # Not copied into a session's source tree.
 IGNORE = shutil.ignore_patterns(".git", ".venv*", ".nox", ".sanitize", "build", "dist",
                                 "*.egg-info", "__pycache__", "*.py[cod]", "*.so", "*.o",
@@ -77,7 +80,7 @@ def _sync_source(dest: Path) -> None:
 
 def _run_tests(session: nox.Session, *, pypy: bool) -> None:
     # PyPy ships cffi built in; on CPython it is both build and run dependency.
-    session.install(*TEST_DEPS, *([] if pypy else ["cffi>=1.15"]))
+    session.install(*TEST_DEPS, *([] if pypy else CPYTHON_TEST_DEPS))
     src = Path(session.create_tmp()).resolve() / "src"
     _sync_source(src)
     session.chdir(src)
@@ -111,7 +114,7 @@ for _version in PYPYS:
 
 def _enter_copy(session: nox.Session) -> None:
     """CPython's test dependencies, then work in the session's source copy."""
-    session.install(*TEST_DEPS, "cffi>=1.15")
+    session.install(*TEST_DEPS, *CPYTHON_TEST_DEPS)
     src = Path(session.create_tmp()).resolve() / "src"
     _sync_source(src)
     session.chdir(src)
