@@ -32,7 +32,7 @@ TEST_DEPS = ["setuptools>=62", "pytest>=7", "pytest-timeout>=2"]
 # Not copied into a session's source tree.
 IGNORE = shutil.ignore_patterns(".git", ".venv*", ".nox", "build", "dist", "*.egg-info",
                                 "__pycache__", "*.py[cod]", "*.so", "*.o", ".pytest_cache",
-                                ".benchmarks", ".conformance")
+                                ".benchmarks", ".conformance", ".thirdparty-cache")
 
 nox.options.reuse_existing_virtualenvs = True
 if hasattr(nox.options, "download_python"):
@@ -92,3 +92,18 @@ for _version in PYPYS:
     def _pypy_tests(session: nox.Session) -> None:
         """Build with this PyPy and run the test suite."""
         _run_tests(session, pypy=True)
+
+
+# --- thirdparty: anyio's, uvicorn's and pytest-asyncio's own suites on both loops
+# (tests/thirdparty/README.md).  Needs the package index; caches in the session's tmp.
+@nox.session(name="thirdparty", python=_cpython("3.11"), venv_backend="venv")
+def thirdparty(session: nox.Session) -> None:
+    """Third-party test suites on asyncio's loop and on uvloop_lite, compared."""
+    session.install("setuptools>=62", "cffi>=1.15")
+    tmp = Path(session.create_tmp()).resolve()
+    src = tmp / "src"
+    _sync_source(src)
+    session.chdir(src)
+    session.run("python", "build_uv.py")
+    session.run("python", "-m", "tests.thirdparty.run", "--cache",
+                str(tmp / "thirdparty-cache"), *session.posargs)
