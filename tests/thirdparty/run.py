@@ -137,16 +137,19 @@ def fetch_source(project: Project, cache: str, python: str) -> str:
     path = os.path.join(sdists, name)
     if not os.path.exists(path):
         _run([python, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-              "--no-build-isolation", f"{project.name}=={project.version}", "-d", sdists])
+              f"{project.name}=={project.version}", "-d", sdists])
         found = [f for f in os.listdir(sdists)
                  if f.lower() == name.lower() and f.endswith(".tar.gz")]
         if not found:
             raise SystemExit(f"no sdist {name} in {sdists}")
         path = os.path.join(sdists, found[0])
     with tarfile.open(path) as tar:
-        members = [m for m in tar.getmembers()
-                   if not (m.name.startswith("/") or ".." in m.name.split("/"))]
-        tar.extractall(os.path.join(cache, "src"), members=members)
+        if hasattr(tarfile, "data_filter"):   # 3.12+, and security releases before
+            tar.extractall(os.path.join(cache, "src"), filter="data")
+        else:
+            tar.extractall(os.path.join(cache, "src"), members=[
+                m for m in tar.getmembers()
+                if not (m.name.startswith("/") or ".." in m.name.split("/"))])
     if not os.path.isdir(os.path.join(src, "tests")):
         raise SystemExit(f"{path} ships no tests/ directory")
     return src
