@@ -68,6 +68,8 @@ class Project:
     excluded: Dict[str, str] = field(default_factory=dict)
     #: seconds for one run of the suite (on one loop)
     budget: float = 1800.0
+    #: the project's own options run pytest-xdist (we set the worker count)
+    xdist: bool = False
 
     @property
     def dirname(self) -> str:
@@ -98,6 +100,7 @@ PROJECTS: Dict[str, Project] = {
          "wsproto==1.3.2", "zttp>=0.0.34", "pytest-timeout"],
         extras="standard",
         pytest_args=["--timeout=60"],
+        xdist=True,   # its addopts say -n 8
         omitted={"ruff, mypy, types-*, twine, coverage*, pytest-codspeed":
                  "lint, typing, packaging, coverage and benchmark tools; no test needs them",
                  "pytest-timeout (added)": "not theirs: bounds each test here"},
@@ -218,6 +221,37 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def read_probe(probe: str) -> Tuple[Dict[str, dict], Dict[str, int]]:
+    """Per-test records ({nodeid: status, loops, detail}) and the loops built,
+    from the probe's JSON lines."""
+    tests: Dict[str, dict] = {}
+    loops = {"uvloop_lite": 0, "asyncio": 0}
+    if os.path.exists(probe):
+        with open(probe) as fp:
+            for line in fp:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                phases = rec["phases"]
+                values = set(phases.values())
+                if "failed" in values:
+                    status = "failed" if phases.get("call") == "failed" else "error"
+                elif "xfailed" in values:
+                    status = "xfailed"
+                elif "skipped" in values:
+                    status = "skipped"
+                elif values <= {"passed", "xpassed"} and values:
+                    status = "passed"
+                else:
+                    status = "error"
+                for k, n in rec.get("loops", {}).items():
+                    loops[k] = loops.get(k, 0) + n
+                tests[rec["nodeid"]] = {"status": status, "loops": rec.get("loops", {}),
+                                        "detail": "\n".join(rec.get("details", []))}
+    return tests, loops
+
+
 def run_suite(project: Project, vpython: str, src: str, loop: str, out_dir: str,
               extra: List[str], node_ids: Optional[List[str]] = None,
               tag: str = "") -> dict:
@@ -251,31 +285,7 @@ def run_suite(project: Project, vpython: str, src: str, loop: str, out_dir: str,
             raise
         # Whatever the tests started and left running goes too.
         _kill_group(proc)
-    tests: Dict[str, dict] = {}
-    loops = {"uvloop_lite": 0, "asyncio": 0}
-    if os.path.exists(probe):
-        with open(probe) as fp:
-            for line in fp:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                phases = rec["phases"]
-                values = set(phases.values())
-                if "failed" in values:
-                    status = "failed" if phases.get("call") == "failed" else "error"
-                elif "xfailed" in values:
-                    status = "xfailed"
-                elif "skipped" in values:
-                    status = "skipped"
-                elif values <= {"passed", "xpassed"} and values:
-                    status = "passed"
-                else:
-                    status = "error"
-                for k, n in rec.get("loops", {}).items():
-                    loops[k] = loops.get(k, 0) + n
-                tests[rec["nodeid"]] = {"status": status, "loops": rec.get("loops", {}),
-                                        "detail": "\n".join(rec.get("details", []))}
+    tests, loops = read_probe(probe)
     return {"rc": rc, "elapsed": time.monotonic() - t0, "tests": tests, "loops": loops,
             "log": log}
 
@@ -350,6 +360,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--show-failures", type=int, default=20, metavar="N",
                     help="print the traceback tail of the first N only-on-asyncio tests")
     ap.add_argument("--setup-only", action="store_true", help="fetch and install, run nothing")
+    ap.add_argument("--reuse", action="store_true",
+                    help="run nothing: compare the last runs' results kept in the cache")
     ap.add_argument("--list", action="store_true", help="print pins, dependencies, exclusions")
     ap.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
     opts = ap.parse_args(argv)
@@ -384,13 +396,19 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2 if failed_setup else 0
         for project, src, vpython in prepared:
             extra = list(opts.pytest_args)
-            if "-n" in project.pytest_args or project.name == "uvicorn":
+            if project.xdist:
                 extra = [f"-n{opts.jobs}"] + extra
             runs = {}
             for loop in LOOPS:
-                print(f"== {project.name}: running on {loop}", flush=True)
-                runs[loop] = run_suite(project, vpython, src, loop,
-                                       os.path.join(cache, "results"), extra)
+                if opts.reuse:
+                    tests, loops = read_probe(os.path.join(
+                        cache, "results", f"{project.name}-{loop}.jsonl"))
+                    runs[loop] = {"rc": None, "elapsed": 0.0, "tests": tests, "loops": loops,
+                                  "log": None}
+                else:
+                    print(f"== {project.name}: running on {loop}", flush=True)
+                    runs[loop] = run_suite(project, vpython, src, loop,
+                                           os.path.join(cache, "results"), extra)
                 r = runs[loop]
                 print(f"   {len(r['tests'])} tests, {_passed(r['tests'])} passed, "
                       f"exit {r['rc']}, {r['elapsed']:.0f}s; loops built: "
@@ -398,12 +416,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"asyncio", flush=True)
             cmp = compare(project, runs)
             flaky = []
-            if cmp["only_asyncio"] and not opts.no_rerun:
+            if cmp["only_asyncio"] and not (opts.no_rerun or opts.reuse):
                 ids = [n for n, _, _ in cmp["only_asyncio"]]
                 print(f"== {project.name}: re-running {len(ids)} on uvloop_lite", flush=True)
                 again = run_suite(project, vpython, src, "uvloop_lite",
                                   os.path.join(cache, "results"),
-                                  [a for a in extra if not a.startswith("-n")], ids,
+                                  (["-n0"] if project.xdist else []) + list(opts.pytest_args),
+                                  ids,
                                   tag="-rerun")
                 keep = []
                 for item in cmp["only_asyncio"]:
