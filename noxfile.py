@@ -43,7 +43,8 @@ CPYTHON_TEST_DEPS = ["cffi>=1.15", "uvicorn", "aiohttp", "websockets", "httpx", 
 # Not copied into a session's source tree.
 IGNORE = shutil.ignore_patterns(".git", ".venv*", ".nox", ".sanitize", "build", "dist",
                                 "*.egg-info", "__pycache__", "*.py[cod]", "*.so", "*.o",
-                                ".pytest_cache", ".benchmarks", ".conformance")
+                                ".pytest_cache", ".benchmarks", ".conformance",
+                                ".thirdparty-cache")
 # Kept in a session's copy between runs: compiled output.
 KEEP = ("build", ".sanitize")
 
@@ -146,3 +147,16 @@ def churn(session: nox.Session) -> None:
     session.run("python", "build_uv.py")
     session.run("python", "-m", "pytest", "-q", "-rP", "tests/test_churn.py",
                 "--churn=full", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+# --- thirdparty: anyio's, uvicorn's and pytest-asyncio's own suites on both loops
+# (tests/thirdparty/README.md).  Needs the package index; caches in the session's tmp.
+@nox.session(name="thirdparty", python=_cpython("3.11"), venv_backend="venv")
+def thirdparty(session: nox.Session) -> None:
+    """Third-party test suites on asyncio's loop and on uvloop_lite, compared."""
+    session.install("setuptools>=62", "cffi>=1.15")
+    tmp = Path(session.create_tmp()).resolve()
+    src = tmp / "src"
+    _sync_source(src)
+    session.chdir(src)
+    session.run("python", "build_uv.py")
+    session.run("python", "-m", "tests.thirdparty.run", "--cache",
+                str(tmp / "thirdparty-cache"), *session.posargs)
