@@ -616,7 +616,10 @@ def test_10k_concurrent_connections(loop, nofile_limit):
             proc.stdin.write(b"close\n")
             assert await asyncio.wait_for(proc.stdout.readline(), 100) == b"closed\n"
             await asyncio.wait_for(_Held.all_gone.wait(), 100)
-            assert await asyncio.wait_for(proc.wait(), 100) == 0
+            # To the end of its output (stdin closed too), so that no pipe
+            # of the client is left open when the fds are counted.
+            await asyncio.wait_for(proc.communicate(), 100)
+            assert proc.returncode == 0
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -624,6 +627,12 @@ def test_10k_concurrent_connections(loop, nofile_limit):
         elapsed = time.perf_counter() - t0
         server.close()
         await server.wait_closed()
+        # The client's pipe transports close in callbacks of their own:
+        # a few loop iterations, never a timed wait.
+        for _ in range(100):
+            if fd_count() == fds_base:
+                break
+            await asyncio.sleep(0)
         _settle()
         fds1 = fd_count()
         assert fds1 == fds_base, f"fds {fds_base} before, {fds1} after"

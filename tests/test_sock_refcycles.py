@@ -18,8 +18,15 @@ import pytest
 
 from netutil import LOCALHOST, free_port
 
-pytestmark = pytest.mark.skipif(platform.python_implementation() != "CPython",
-                                reason="reference counts are CPython's")
+pytestmark = [
+    pytest.mark.skipif(platform.python_implementation() != "CPython",
+                       reason="reference counts are CPython's"),
+    # asyncio's own create_connection()/sock_*() keep the exception in a
+    # frame before 3.11 (the asyncio cases fail there too), and uvloop_lite
+    # runs parts of that code: checked from 3.11 on.
+    pytest.mark.skipif(sys.version_info < (3, 11),
+                       reason="asyncio itself leaves these cycles before 3.11"),
+]
 
 
 def _reset(sock: socket.socket) -> None:

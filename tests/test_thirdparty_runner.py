@@ -41,6 +41,9 @@ def sample(tmp_path, monkeypatch):
     src = tmp_path / "sample"
     (src / "tests").mkdir(parents=True)
     (src / "tests" / "test_sample.py").write_text(SAMPLE)
+    # Its own rootdir, as a project's sdist has (else pytest may pick an
+    # ini file above tmp_path, under nox say, and name the tests from there).
+    (src / "pytest.ini").write_text("[pytest]\n")
     # What the runner's .pth file does in a project's venv.
     monkeypatch.setenv("PYTHONPATH", run._site_dir(str(tmp_path / "cache")))
     project = run.Project("sample", "1.0", [], pytest_args=["-p", "no:randomly"])
