@@ -291,6 +291,48 @@ def test_pass_fds_and_close_fds(loop):
             os.close(fd)
 
 
+def test_spawn_makes_no_filesystem_call_in_loop_thread(loop, monkeypatch):
+    """close_fds=True (the default) closes the inherited fds in C, as Popen's
+    child does: no os.stat/os.listdir (what anyio's blockbuster flags as a
+    blocking call) runs in the loop's thread while the process starts."""
+    called = []
+    me = threading.get_ident()
+    watching = False
+
+    def watch(name, real):
+        def wrapper(*args, **kwargs):
+            if watching and threading.get_ident() == me:
+                called.append(name)
+            return real(*args, **kwargs)
+        return wrapper
+
+    for name in ("stat", "lstat", "listdir", "scandir"):
+        monkeypatch.setattr(os, name, watch("os." + name, getattr(os, name)))
+    for name in ("isdir", "exists"):
+        monkeypatch.setattr(os.path, name, watch("os.path." + name, getattr(os.path, name)))
+    r, w = os.pipe()
+    os.set_inheritable(w, True)   # one fd for close_fds to hide
+
+    async def main():
+        nonlocal watching
+        watching = True
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                PY, "-c", "import os; os.fstat(%d)" % w, stdout=PIPE, stderr=DEVNULL)
+        finally:
+            watching = False
+        await _wait(proc.communicate())
+        return proc.returncode
+
+    try:
+        assert loop.run_until_complete(main()) == 1   # the fd was not inherited
+        assert os.get_inheritable(w)                  # and is inheritable again
+    finally:
+        os.close(r)
+        os.close(w)
+    assert called == []
+
+
 def test_start_new_session(loop):
     code = "import os; print(os.getsid(0) == os.getpid(), os.getsid(0) != %d)" % os.getsid(0)
     assert _run_py(loop, code, start_new_session=True) == (0, "True True")
