@@ -310,26 +310,31 @@ def test_spawn_makes_no_filesystem_call_in_loop_thread(loop, monkeypatch):
         monkeypatch.setattr(os, name, watch("os." + name, getattr(os, name)))
     for name in ("isdir", "exists"):
         monkeypatch.setattr(os.path, name, watch("os.path." + name, getattr(os.path, name)))
-    r, w = os.pipe()
-    os.set_inheritable(w, True)   # one fd for close_fds to hide
+    # Inheritable fds for close_fds to hide: more than the C side's first array.
+    fds = [fd for _ in range(20) for fd in os.pipe()]
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    child = ("import os\n"
+             "for fd in %r:\n"
+             "    try:\n        os.fstat(fd)\n    except OSError:\n        continue\n"
+             "    raise SystemExit('inherited %%d' %% fd)\n" % fds)
 
     async def main():
         nonlocal watching
         watching = True
         try:
-            proc = await asyncio.create_subprocess_exec(
-                PY, "-c", "import os; os.fstat(%d)" % w, stdout=PIPE, stderr=DEVNULL)
+            proc = await asyncio.create_subprocess_exec(PY, "-c", child, stderr=PIPE)
         finally:
             watching = False
-        await _wait(proc.communicate())
-        return proc.returncode
+        _, err = await _wait(proc.communicate())
+        return proc.returncode, err
 
     try:
-        assert loop.run_until_complete(main()) == 1   # the fd was not inherited
-        assert os.get_inheritable(w)                  # and is inheritable again
+        assert loop.run_until_complete(main()) == (0, b"")   # none was inherited
+        assert all(os.get_inheritable(fd) for fd in fds)    # and they are as they were
     finally:
-        os.close(r)
-        os.close(w)
+        for fd in fds:
+            os.close(fd)
     assert called == []
 
 
