@@ -167,6 +167,31 @@ def test_replaced_handler(loop):
     assert loop.run_until_complete(main()) == ["new"]
 
 
+def test_python_handler_installed_over_loop_handler(loop):
+    """uvicorn's capture_signals: ``old = signal.signal(sig, h)``, later
+    ``signal.signal(sig, old)``.  Meanwhile the loop's handler still runs
+    (asyncio's loop learns of every Python-handled signal from its wake-up
+    fd), and once ``old`` is back it works as before."""
+    async def main():
+        got = asyncio.Queue()
+        loop.add_signal_handler(signal.SIGUSR1, got.put_nowait, "loop")
+        seen = []
+        old = signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            first = await asyncio.wait_for(got.get(), 10)
+        finally:
+            signal.signal(signal.SIGUSR1, old)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        second = await asyncio.wait_for(got.get(), 10)
+        await asyncio.sleep(0)
+        assert got.empty()   # once each
+        loop.remove_signal_handler(signal.SIGUSR1)
+        return seen, first, second
+
+    assert loop.run_until_complete(main()) == ([signal.SIGUSR1], "loop", "loop")
+
+
 def test_handler_exception_goes_to_exception_handler(loop):
     contexts = []
     reported = loop.create_future()

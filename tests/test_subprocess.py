@@ -291,6 +291,53 @@ def test_pass_fds_and_close_fds(loop):
             os.close(fd)
 
 
+def test_spawn_makes_no_filesystem_call_in_loop_thread(loop, monkeypatch):
+    """close_fds=True (the default) closes the inherited fds in C, as Popen's
+    child does: no os.stat/os.listdir (what anyio's blockbuster flags as a
+    blocking call) runs in the loop's thread while the process starts."""
+    called = []
+    me = threading.get_ident()
+    watching = False
+
+    def watch(name, real):
+        def wrapper(*args, **kwargs):
+            if watching and threading.get_ident() == me:
+                called.append(name)
+            return real(*args, **kwargs)
+        return wrapper
+
+    for name in ("stat", "lstat", "listdir", "scandir"):
+        monkeypatch.setattr(os, name, watch("os." + name, getattr(os, name)))
+    for name in ("isdir", "exists"):
+        monkeypatch.setattr(os.path, name, watch("os.path." + name, getattr(os.path, name)))
+    # Inheritable fds for close_fds to hide: more than the C side's first array.
+    fds = [fd for _ in range(20) for fd in os.pipe()]
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    child = ("import os\n"
+             "for fd in %r:\n"
+             "    try:\n        os.fstat(fd)\n    except OSError:\n        continue\n"
+             "    raise SystemExit('inherited %%d' %% fd)\n" % fds)
+
+    async def main():
+        nonlocal watching
+        watching = True
+        try:
+            proc = await asyncio.create_subprocess_exec(PY, "-c", child, stderr=PIPE)
+        finally:
+            watching = False
+        _, err = await _wait(proc.communicate())
+        return proc.returncode, err
+
+    try:
+        assert loop.run_until_complete(main()) == (0, b"")   # none was inherited
+        assert all(os.get_inheritable(fd) for fd in fds)    # and they are as they were
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert called == []
+
+
 def test_start_new_session(loop):
     code = "import os; print(os.getsid(0) == os.getpid(), os.getsid(0) != %d)" % os.getsid(0)
     assert _run_py(loop, code, start_new_session=True) == (0, "True True")

@@ -333,8 +333,11 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
 
     def _on_signal_wakeup(self, poll: UVPoll, events: int, status: int) -> None:
         try:
-            while self._sig_rsock.recv(4096):
-                pass
+            while True:
+                data = self._sig_rsock.recv(4096)
+                if not data:
+                    break
+                self._signals_seen(data)
         except (BlockingIOError, InterruptedError):
             pass
 

@@ -117,6 +117,18 @@ class SignalsMixin:
         self._ready.append(events.Handle(self._on_signal, (sig,), self, None))
         self._write_to_self()
 
+    def _signals_seen(self, data: bytes) -> None:
+        """The signal wake-up fd's bytes, one signal number per delivery of a
+        signal with a Python-level handler.  Those whose handler is _dispatch
+        were queued by it.  A handler installed over it by other code
+        (``old = signal.signal(sig, h)`` ... ``signal.signal(sig, old)``, as
+        uvicorn's capture_signals does) still lets the loop's handler run, as
+        on asyncio's loop, which learns of signals from its wake-up fd only."""
+        for sig in data:
+            entry = self._signal_handlers.get(sig)
+            if entry is not None and entry[1] is None and signal.getsignal(sig) is not _dispatch:
+                self._ready.append(events.Handle(self._on_signal, (sig,), self, None))
+
     def _on_signal(self, sig: int) -> None:
         entry = self._signal_handlers.get(sig)
         if entry is None:   # removed since: dropped, as asyncio's loop does

@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 
 /* C-side copies of shim.h's declarations (shim.h itself is cdef, not C). */
 typedef struct { char* base; size_t len; uv_timer_t* wake; int running; } uvl_loop_data_t;
@@ -439,6 +442,65 @@ int uvl_poll_guard_init(uv_loop_t* loop, uv_prepare_t* guard) {
     uv_prepare_start(guard, uvl__poll_guard_cb);
     uv_unref((uv_handle_t*)guard);  /* never keeps the loop alive */
     return 0;
+}
+
+static void uvl__show_fds(const int* fds, int n) {
+    int i, flags;
+    for (i = 0; i < n; i++) {
+        flags = fcntl(fds[i], F_GETFD);
+        if (flags != -1)
+            fcntl(fds[i], F_SETFD, flags & ~FD_CLOEXEC);
+    }
+}
+
+int uvl_hide_inherited_fds(const int* keep, int nkeep, int** hidden) {
+    DIR* dir = opendir("/proc/self/fd");
+    struct dirent* ent;
+    int *out = NULL, *grown;
+    int n = 0, cap = 0, fd, flags, i, kept;
+    char* end;
+    long v;
+    *hidden = NULL;
+    if (dir == NULL)
+        dir = opendir("/dev/fd");
+    if (dir == NULL)
+        return 0;
+    while ((ent = readdir(dir)) != NULL) {
+        v = strtol(ent->d_name, &end, 10);
+        if (end == ent->d_name || *end != '\0' || v < 3 || v > INT_MAX)
+            continue;  /* ".", "..", stdio */
+        fd = (int)v;
+        if (fd == dirfd(dir))
+            continue;
+        for (kept = 0, i = 0; i < nkeep && !kept; i++)
+            kept = keep[i] == fd;
+        if (kept)
+            continue;
+        flags = fcntl(fd, F_GETFD);
+        if (flags == -1 || (flags & FD_CLOEXEC))
+            continue;  /* closed since it was listed, or not inheritable */
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            grown = (int*)realloc(out, (size_t)cap * sizeof(int));
+            if (grown == NULL) {
+                uvl__show_fds(out, n);
+                free(out);
+                closedir(dir);
+                errno = ENOMEM;
+                return -1;
+            }
+            out = grown;
+        }
+        if (fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == 0)
+            out[n++] = fd;
+    }
+    closedir(dir);
+    if (n == 0) {
+        free(out);
+        out = NULL;
+    }
+    *hidden = out;
+    return n;
 }
 
 unsigned int uvl_build_version(void) {

