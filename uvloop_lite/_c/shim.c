@@ -20,7 +20,6 @@ static void uvl_on_alloc(uv_handle_t* handle, size_t suggested_size, uv_buf_t* b
 static void uvl_on_stream_read(void* transport, ssize_t nread);
 static void uvl_on_write(uv_write_t* req, int status);
 static void uvl_on_shutdown(uv_shutdown_t* req, int status);
-static void uvl_on_connection(uv_stream_t* server, int status);
 static void uvl_on_udp_recv(void* transport, ssize_t nread, const char* addr, int addrlen);
 static void uvl_on_udp_send(void* transport, int status);
 static void uvl_on_poll(uv_poll_t* handle, int status, int events);
@@ -236,10 +235,6 @@ int uvl_writev(uv_write_t* req, uv_stream_t* stream, const uv_buf_t bufs[], unsi
 
 int uvl_shutdown(uv_shutdown_t* req, uv_stream_t* stream) {
     return uv_shutdown(req, stream, uvl_on_shutdown);
-}
-
-int uvl_listen(uv_stream_t* stream, int backlog) {
-    return uv_listen(stream, backlog, uvl_on_connection);
 }
 
 /* A socket option of fd, or -1 if it cannot be read. */

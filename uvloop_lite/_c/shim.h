@@ -60,7 +60,6 @@ int uvl_try_write(uv_stream_t* stream, const char* data, size_t len);
 int uvl_write(uv_write_t* req, uv_stream_t* stream, const char* data, size_t len);
 int uvl_writev(uv_write_t* req, uv_stream_t* stream, const uv_buf_t bufs[], unsigned int nbufs);
 int uvl_shutdown(uv_shutdown_t* req, uv_stream_t* stream);
-int uvl_listen(uv_stream_t* stream, int backlog);
 
 /* UDP (uv_udp_t).  uvl_udp_open() is uv_udp_open() that leaves the socket's
  * options as they were (libuv turns SO_REUSEADDR, or SO_REUSEPORT on BSDs,
@@ -108,7 +107,6 @@ extern "Python" {
     void uvl_on_stream_read(void* transport, ssize_t nread);
     void uvl_on_write(uv_write_t* req, int status);
     void uvl_on_shutdown(uv_shutdown_t* req, int status);
-    void uvl_on_connection(uv_stream_t* server, int status);
     /* Not a uv_udp_recv_cb: called by shim.c's recv callback with handle->data. */
     void uvl_on_udp_recv(void* transport, ssize_t nread, const char* addr, int addrlen);
     /* Not a uv_udp_send_cb: called by shim.c's send callback with handle->data. */
