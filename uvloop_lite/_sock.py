@@ -193,12 +193,13 @@ class SockMixin:
         """Make ``watcher`` (a Handle or a _SockWait) the fd's reader or
         writer (``which``), replacing (and cancelling) the previous one."""
         self._check_closed()
+        # asyncio's selector registers a fd afresh with the object it was
+        # given: what remove_reader() finds once its fileno() is -1.
+        owner = fd if fileobj is None else fileobj
         poll = self._poll_for(fd, sock)
         fresh = poll.reader is None and poll.writer is None
         if fresh:
-            # asyncio's selector registers the fd afresh: the object it was
-            # given is what remove_reader() finds once its fileno() is -1.
-            poll.fileobj = fd if fileobj is None else fileobj
+            poll.fileobj = owner
         old = getattr(poll, which)
         setattr(poll, which, watcher)
         try:
@@ -209,7 +210,7 @@ class SockMixin:
             # An idle poll of this socket object whose fd names another file
             # now (closed behind the object): a new registration, as asyncio's.
             poll = self._poll_for(fd, sock)
-            poll.fileobj = fd if fileobj is None else fileobj
+            poll.fileobj = owner
             setattr(poll, which, watcher)
             try:
                 self._watch(poll)
