@@ -485,10 +485,14 @@ def test_subprocess(loop):
     # uvloop_lite/_handles/process.py).
     pidfd_watcher = sys.version_info >= (3, 12) and asyncio.unix_events.can_use_pidfd()
     exit_ctx = "spawner" if pidfd_watcher else "unset"
+    # connection_lost() is scheduled by the last of the exit and the pipes'
+    # ends (which comes last is a race on both loops): in its context.
     assert log[0] == ("made", "spawner")
-    assert log[-1] == ("lost", exit_ctx)
-    assert dict(log) == {"made": "spawner", "pipe0-lost": "main", "pipe1": "spawner",
-                         "pipe1-lost": "spawner", "exited": exit_ctx, "lost": exit_ctx}
+    events = dict(log)
+    assert log[-1][0] == "lost" and events["lost"] in {exit_ctx, "spawner", "main"}
+    del events["lost"]
+    assert events == {"made": "spawner", "pipe0-lost": "main", "pipe1": "spawner",
+                      "pipe1-lost": "spawner", "exited": exit_ctx}
 
 
 @pytest.mark.parametrize("family", ["udp", "unix"])
