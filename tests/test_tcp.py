@@ -14,7 +14,7 @@ from asyncio import trsock
 import pytest
 
 from netutil import (LOCALHOST, MIB, Collector, Recorder, close_all, fill_until_paused,
-                     free_port, payload, readable_now, tcp_pair)
+                     free_port, listening_socket, payload, readable_now, tcp_pair)
 
 
 def test_data_both_ways(loop):
@@ -350,10 +350,7 @@ def test_writes_after_close_are_ignored_and_warned(loop, caplog):
 
 def test_peer_reset_mid_write(loop):
     async def main():
-        listener = socket.socket()
-        listener.bind((LOCALHOST, 0))
-        listener.listen(1)
-        listener.setblocking(False)
+        listener = listening_socket()
         try:
             accept = asyncio.ensure_future(loop.sock_accept(listener))
             tr, cli = await loop.create_connection(lambda: Recorder(loop),
@@ -405,10 +402,15 @@ def test_buffered_protocol(loop):
     assert exc_cli is None and exc_srv is None
 
 
-def test_buffered_protocol_get_buffer_error(loop):
-    class Bad(Collector):
-        def get_buffer(self, sizehint):
-            raise ValueError("no buffer for you")
+@pytest.mark.parametrize("callback, base, exc_type", [
+    ("get_buffer", Collector, ValueError),        # a BufferedProtocol's
+    ("data_received", Recorder, ZeroDivisionError),
+], ids=["get_buffer", "data_received"])
+def test_protocol_callback_error_is_fatal(loop, callback, base, exc_type):
+    def fail(self, *args):
+        raise exc_type("boom")
+
+    Bad = type("Bad", (base,), {callback: fail})
 
     async def main():
         handled = []
@@ -421,31 +423,9 @@ def test_buffered_protocol_get_buffer_error(loop):
         return exc, handled
 
     exc, handled = loop.run_until_complete(main())
-    assert isinstance(exc, ValueError)
-    assert len(handled) == 1
-    assert handled[0]["message"] == "Fatal error: protocol.get_buffer() call failed."
-    assert isinstance(handled[0]["exception"], ValueError)
-
-
-def test_data_received_error_is_fatal(loop):
-    class Boom(Recorder):
-        def data_received(self, data):
-            raise ZeroDivisionError("boom")
-
-    async def main():
-        handled = []
-        loop.set_exception_handler(lambda lp, ctx: handled.append(ctx))
-        server, tr, cli, srv = await tcp_pair(loop, server_proto=Boom(loop))
-        tr.write(b"x")
-        exc = await srv.lost
-        await cli.lost
-        await close_all(server, tr)
-        return exc, handled
-
-    exc, handled = loop.run_until_complete(main())
-    assert isinstance(exc, ZeroDivisionError)
-    assert [h["message"] for h in handled] == [
-        "Fatal error: protocol.data_received() call failed."]
+    assert isinstance(exc, exc_type)
+    assert [h["message"] for h in handled] == [f"Fatal error: protocol.{callback}() call failed."]
+    assert isinstance(handled[0]["exception"], exc_type)
 
 
 def test_happy_eyeballs_and_interleave_accepted(loop):

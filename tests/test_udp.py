@@ -14,21 +14,8 @@ import warnings
 
 import pytest
 
-from netutil import LOCALHOST
+from netutil import HAS_IPV6, LOCALHOST
 
-
-def _has_ipv6() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6()
 
 # asyncio's datagram transports have pause_reading()/resume_reading()/
 # is_reading() from 3.11 on; on 3.9 and 3.10 they raise NotImplementedError.

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from netutil import LOCALHOST
+from netutil import HAS_IPV6, LOCALHOST
 
 from uvloop_lite import _datagram
 from uvloop_lite._ffi import lib
@@ -23,18 +23,6 @@ HEADER = 8 if sys.version_info >= (3, 13) else 0
 SENDS_EMPTY = sys.version_info >= (3, 13)
 
 
-def _has_ipv6() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6()
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback")
 
 var = contextvars.ContextVar("var", default="unset")
