@@ -402,15 +402,31 @@ def test_buffered_protocol(loop):
     assert exc_cli is None and exc_srv is None
 
 
-@pytest.mark.parametrize("callback, base, exc_type", [
-    ("get_buffer", Collector, ValueError),        # a BufferedProtocol's
-    ("data_received", Recorder, ZeroDivisionError),
-], ids=["get_buffer", "data_received"])
-def test_protocol_callback_error_is_fatal(loop, callback, base, exc_type):
+def _raises(exc_type):
     def fail(self, *args):
         raise exc_type("boom")
+    return fail
 
-    Bad = type("Bad", (base,), {callback: fail})
+
+# A server protocol's failure: (protocol base, its method, the method's body,
+# the exception connection_lost() gets, the exception handler's message).
+FATAL_PROTOCOL_FAILURES = {
+    "get_buffer_raises": (Collector, "get_buffer", _raises(ValueError), ValueError,
+                          "Fatal error: protocol.get_buffer() call failed."),
+    "data_received_raises": (Recorder, "data_received", _raises(ZeroDivisionError),
+                             ZeroDivisionError,
+                             "Fatal error: protocol.data_received() call failed."),
+    "readonly_buffer": (Collector, "get_buffer", lambda self, sizehint: b"readonly",
+                        TypeError, "Fatal read error on socket transport"),
+    "empty_buffer": (Collector, "get_buffer", lambda self, sizehint: bytearray(),
+                     RuntimeError, "Fatal error: protocol.get_buffer() call failed."),
+}
+
+
+@pytest.mark.parametrize("failure", list(FATAL_PROTOCOL_FAILURES))
+def test_protocol_failure_is_fatal(loop, failure):
+    base, method, body, exc_type, message = FATAL_PROTOCOL_FAILURES[failure]
+    Bad = type("Bad", (base,), {method: body})
 
     async def main():
         handled = []
@@ -420,12 +436,9 @@ def test_protocol_callback_error_is_fatal(loop, callback, base, exc_type):
         exc = await srv.lost
         await cli.lost
         await close_all(server, tr)
-        return exc, handled
+        return type(exc), [(h["message"], type(h["exception"])) for h in handled]
 
-    exc, handled = loop.run_until_complete(main())
-    assert isinstance(exc, exc_type)
-    assert [h["message"] for h in handled] == [f"Fatal error: protocol.{callback}() call failed."]
-    assert isinstance(handled[0]["exception"], exc_type)
+    assert loop.run_until_complete(main()) == (exc_type, [(message, exc_type)])
 
 
 def test_happy_eyeballs_and_interleave_accepted(loop):
@@ -554,31 +567,6 @@ def test_set_protocol_switches_to_buffered(loop):
         return same, bytes(srv.data), got
 
     assert loop.run_until_complete(main()) == (True, b"plain", b"now buffered")
-
-
-@pytest.mark.parametrize("bad", ["readonly", "empty"])
-def test_buffered_protocol_bad_buffer(loop, bad):
-    class Bad(Collector):
-        def get_buffer(self, sizehint):
-            return b"readonly" if bad == "readonly" else bytearray()
-
-    async def main():
-        handled = []
-        loop.set_exception_handler(lambda lp, ctx: handled.append(ctx))
-        server, tr, cli, srv = await tcp_pair(loop, server_proto=Bad(loop))
-        tr.write(b"x")
-        exc = await srv.lost
-        await cli.lost
-        await close_all(server, tr)
-        return type(exc), [(h["message"], type(h["exception"])) for h in handled]
-
-    exc_type, handled = loop.run_until_complete(main())
-    if bad == "readonly":
-        assert exc_type is TypeError
-        assert handled == [("Fatal read error on socket transport", TypeError)]
-    else:
-        assert exc_type is RuntimeError
-        assert handled == [("Fatal error: protocol.get_buffer() call failed.", RuntimeError)]
 
 
 def test_buffered_protocol_pauses_or_closes_inside_get_buffer(loop):
