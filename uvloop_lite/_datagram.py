@@ -3,7 +3,9 @@
 uv_poll_t readiness (add_reader / add_writer on the socket).  UDP over IPv4
 and IPv6 runs on uv_udp_t instead (``_handles/udp.py``), with the same
 semantics: asyncio's, for each Python version.  sendto() tries at once,
-queues on EAGAIN, reports OSError through error_received().
+queues on EAGAIN, reports OSError through error_received().  What the two
+share (start-up, close/abort/connection_lost, socket errors) is
+``DatagramCommon`` in ``_handles/udp.py``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class DatagramTransport(DatagramCommon):
             return
         if not self._buffer:
             try:
-                if self._extra["peername"]:
+                if self._connected:
                     self._sock.send(data)
                 else:
                     self._sock.sendto(data, addr)
@@ -77,7 +79,7 @@ class DatagramTransport(DatagramCommon):
             data, addr = self._buffer.popleft()
             self._buffer_size -= len(data) + _HEADER
             try:
-                if self._extra["peername"]:
+                if self._connected:
                     self._sock.send(data)
                 else:
                     self._sock.sendto(data, addr)

@@ -161,6 +161,7 @@ class DatagramCommon(transports._FlowControlMixin, transports.DatagramTransport)
     _conn_lost: int
     _sock: Any
     _sock_fd: int
+    _connected: bool
     _extra: dict
 
     def _init_datagram(self, loop: Any, sock: socket.socket, protocol: Any,
@@ -170,6 +171,9 @@ class DatagramCommon(transports._FlowControlMixin, transports.DatagramTransport)
         self._record_socket(sock)
         self._sock = sock
         self._sock_fd = sock.fileno()
+        # asyncio sends with send() when the socket has a peer (and libuv
+        # agrees: uv_udp_open() sees it connected), and then ignores the address.
+        self._connected = bool(self._extra["peername"])
         self._protocol = protocol
         self._protocol_connected = True
         self._address = address
@@ -339,9 +343,6 @@ class UVUDPTransport(DatagramCommon, UVHandle):
         UVHandle.__init__(self, loop)
         self._init_datagram(loop, sock, protocol, address, extra)
         self._family = sock.family
-        # asyncio sends with send() when the socket has a peer (libuv agrees:
-        # uv_udp_open() saw it connected), and then ignores the address.
-        self._connected = bool(self._extra["peername"])
         self._recv_started = False
         self._read_handle: events.Handle | None = None
         self._read_context: contextvars.Context | None = None
