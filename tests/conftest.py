@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import pathlib
+import uuid
 
 import pytest
 
@@ -79,6 +81,19 @@ def uv_loop():
 
 
 # -- churn counts (tests/test_churn.py) ----------------------------------------------
+
+@pytest.fixture
+def dgram_paths():
+    """Two unused paths for Unix datagram sockets, short enough for
+    sun_path wherever the tests run (tmp_path may not be), removed after."""
+    paths = [pathlib.Path("/tmp") / f"uvl-{uuid.uuid4().hex[:12]}.dgram" for _ in range(2)]
+    yield paths
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
 
 def pytest_addoption(parser) -> None:
     parser.addoption("--churn", choices=("default", "full"), default=None,

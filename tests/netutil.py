@@ -15,6 +15,35 @@ LOCALHOST = "127.0.0.1"
 MIB = 1024 * 1024
 
 
+def _has_ipv6() -> bool:
+    """Whether the IPv6 loopback can be bound here."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+HAS_IPV6 = _has_ipv6()
+
+
+def listening_socket(address=(LOCALHOST, 0), family: int = socket.AF_INET,
+                     backlog: int = 1) -> socket.socket:
+    """A non-blocking stream socket bound to ``address``, listening."""
+    sock = socket.socket(family)
+    try:
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def payload(size: int, seed: int = 0) -> bytes:
     """``size`` bytes with a recognisable, non-repeating-at-block pattern."""
     block = bytes((i * 7 + seed) % 251 for i in range(251))

@@ -10,19 +10,7 @@ import socket
 
 import pytest
 
-
-def _has_ipv6() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6()
+from netutil import HAS_IPV6
 
 LOOKUPS = [
     ("localhost", 80, {}),

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from netutil import LOCALHOST, MIB, free_port, payload
+from netutil import LOCALHOST, MIB, free_port, listening_socket, payload
 
 
 def _pair():
@@ -22,10 +22,7 @@ def _pair():
 
 
 async def _tcp_pair(loop):
-    listener = socket.socket()
-    listener.bind((LOCALHOST, 0))
-    listener.listen(1)
-    listener.setblocking(False)
+    listener = listening_socket()
     client = socket.socket()
     client.setblocking(False)
     with listener:
@@ -125,10 +122,7 @@ def test_sock_sendall_large_with_partial_sends(loop):
 
 def test_sock_connect_and_accept(loop):
     async def main():
-        listener = socket.socket()
-        listener.bind((LOCALHOST, 0))
-        listener.listen(5)
-        listener.setblocking(False)
+        listener = listening_socket(backlog=5)
         port = listener.getsockname()[1]
         results = []
         with listener:
@@ -162,10 +156,7 @@ def test_sock_unix_connect_and_accept(loop):
     path = os.path.join(tempfile.mkdtemp(prefix="uvl"), "s")
 
     async def main():
-        listener = socket.socket(socket.AF_UNIX)
-        listener.bind(path)
-        listener.listen(1)
-        listener.setblocking(False)
+        listener = listening_socket(path, socket.AF_UNIX)
         with listener:
             accept = asyncio.ensure_future(loop.sock_accept(listener))
             client = socket.socket(socket.AF_UNIX)
@@ -201,10 +192,7 @@ def test_cancelled_sock_recv_removes_its_watcher(loop):
             data = await got
             removed_again = loop.remove_reader(a)
             # A cancelled sock_accept and sock_sendall leave nothing behind either.
-            listener = socket.socket()
-            listener.bind((LOCALHOST, 0))
-            listener.listen(1)
-            listener.setblocking(False)
+            listener = listening_socket()
             with listener:
                 acc = asyncio.ensure_future(loop.sock_accept(listener))
                 await asyncio.sleep(0)
@@ -378,33 +366,40 @@ def test_add_reader_on_regular_file_after_socket_closed(loop):
     assert loop.run_until_complete(main()) == b"one"
 
 
+async def _sock_call_errors(loop, loop_kind, sock, exc_type) -> list[str]:
+    """The message of the ``exc_type`` each sock_* call raises for ``sock``
+    (the sock_recvfrom family too where the loop has it)."""
+    calls = [
+        lambda: loop.sock_recv(sock, 1),
+        lambda: loop.sock_recv_into(sock, bytearray(1)),
+        lambda: loop.sock_sendall(sock, b"x"),
+        lambda: loop.sock_connect(sock, (LOCALHOST, 9)),
+        lambda: loop.sock_accept(sock),
+        lambda: loop.sock_sendfile(sock, open(os.devnull, "rb")),
+    ]
+    if HAS_RECVFROM or loop_kind == "uvloop_lite":
+        calls += [
+            lambda: loop.sock_recvfrom(sock, 1),
+            lambda: loop.sock_recvfrom_into(sock, bytearray(1)),
+            lambda: loop.sock_sendto(sock, b"x", (LOCALHOST, 9)),
+        ]
+    messages = []
+    for call in calls:
+        with pytest.raises(exc_type) as ei:
+            await call()
+        messages.append(str(ei.value))
+    return messages
+
+
 def test_debug_mode_rejects_blocking_sockets(loop, loop_kind):
     has_recvfrom = HAS_RECVFROM or loop_kind == "uvloop_lite"
 
     async def main():
         loop.set_debug(True)
         sock = socket.socket()
-        messages = []
         with sock:
             sock.settimeout(None)
-            calls = [
-                lambda: loop.sock_recv(sock, 1),
-                lambda: loop.sock_recv_into(sock, bytearray(1)),
-                lambda: loop.sock_sendall(sock, b"x"),
-                lambda: loop.sock_connect(sock, (LOCALHOST, 9)),
-                lambda: loop.sock_accept(sock),
-                lambda: loop.sock_sendfile(sock, open(os.devnull, "rb")),
-            ]
-            if has_recvfrom:
-                calls += [
-                    lambda: loop.sock_recvfrom(sock, 1),
-                    lambda: loop.sock_recvfrom_into(sock, bytearray(1)),
-                    lambda: loop.sock_sendto(sock, b"x", (LOCALHOST, 9)),
-                ]
-            for call in calls:
-                with pytest.raises(ValueError) as ei:
-                    await call()
-                messages.append(str(ei.value))
+            messages = await _sock_call_errors(loop, loop_kind, sock, ValueError)
         loop.set_debug(False)
         return messages
 
@@ -419,28 +414,9 @@ def test_ssl_socket_is_rejected(loop, loop_kind):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         sock = ctx.wrap_socket(socket.socket(), server_hostname="x",
                                do_handshake_on_connect=False)
-        messages = []
         with sock:
             sock.setblocking(False)
-            calls = [
-                lambda: loop.sock_recv(sock, 1),
-                lambda: loop.sock_recv_into(sock, bytearray(1)),
-                lambda: loop.sock_sendall(sock, b"x"),
-                lambda: loop.sock_connect(sock, (LOCALHOST, 9)),
-                lambda: loop.sock_accept(sock),
-                lambda: loop.sock_sendfile(sock, open(os.devnull, "rb")),
-            ]
-            if has_recvfrom:
-                calls += [
-                    lambda: loop.sock_recvfrom(sock, 1),
-                    lambda: loop.sock_recvfrom_into(sock, bytearray(1)),
-                    lambda: loop.sock_sendto(sock, b"x", (LOCALHOST, 9)),
-                ]
-            for call in calls:
-                with pytest.raises(TypeError) as ei:
-                    await call()
-                messages.append(str(ei.value))
-        return messages
+            return await _sock_call_errors(loop, loop_kind, sock, TypeError)
 
     import warnings
     with warnings.catch_warnings():

@@ -14,7 +14,7 @@ from asyncio import trsock
 import pytest
 
 from netutil import (LOCALHOST, MIB, Collector, Recorder, close_all, fill_until_paused,
-                     free_port, payload, readable_now, tcp_pair)
+                     free_port, listening_socket, payload, readable_now, tcp_pair)
 
 
 def test_data_both_ways(loop):
@@ -350,10 +350,7 @@ def test_writes_after_close_are_ignored_and_warned(loop, caplog):
 
 def test_peer_reset_mid_write(loop):
     async def main():
-        listener = socket.socket()
-        listener.bind((LOCALHOST, 0))
-        listener.listen(1)
-        listener.setblocking(False)
+        listener = listening_socket()
         try:
             accept = asyncio.ensure_future(loop.sock_accept(listener))
             tr, cli = await loop.create_connection(lambda: Recorder(loop),
@@ -405,10 +402,31 @@ def test_buffered_protocol(loop):
     assert exc_cli is None and exc_srv is None
 
 
-def test_buffered_protocol_get_buffer_error(loop):
-    class Bad(Collector):
-        def get_buffer(self, sizehint):
-            raise ValueError("no buffer for you")
+def _raises(exc_type):
+    def fail(self, *args):
+        raise exc_type("boom")
+    return fail
+
+
+# A server protocol's failure: (protocol base, its method, the method's body,
+# the exception connection_lost() gets, the exception handler's message).
+FATAL_PROTOCOL_FAILURES = {
+    "get_buffer_raises": (Collector, "get_buffer", _raises(ValueError), ValueError,
+                          "Fatal error: protocol.get_buffer() call failed."),
+    "data_received_raises": (Recorder, "data_received", _raises(ZeroDivisionError),
+                             ZeroDivisionError,
+                             "Fatal error: protocol.data_received() call failed."),
+    "readonly_buffer": (Collector, "get_buffer", lambda self, sizehint: b"readonly",
+                        TypeError, "Fatal read error on socket transport"),
+    "empty_buffer": (Collector, "get_buffer", lambda self, sizehint: bytearray(),
+                     RuntimeError, "Fatal error: protocol.get_buffer() call failed."),
+}
+
+
+@pytest.mark.parametrize("failure", list(FATAL_PROTOCOL_FAILURES))
+def test_protocol_failure_is_fatal(loop, failure):
+    base, method, body, exc_type, message = FATAL_PROTOCOL_FAILURES[failure]
+    Bad = type("Bad", (base,), {method: body})
 
     async def main():
         handled = []
@@ -418,34 +436,9 @@ def test_buffered_protocol_get_buffer_error(loop):
         exc = await srv.lost
         await cli.lost
         await close_all(server, tr)
-        return exc, handled
+        return type(exc), [(h["message"], type(h["exception"])) for h in handled]
 
-    exc, handled = loop.run_until_complete(main())
-    assert isinstance(exc, ValueError)
-    assert len(handled) == 1
-    assert handled[0]["message"] == "Fatal error: protocol.get_buffer() call failed."
-    assert isinstance(handled[0]["exception"], ValueError)
-
-
-def test_data_received_error_is_fatal(loop):
-    class Boom(Recorder):
-        def data_received(self, data):
-            raise ZeroDivisionError("boom")
-
-    async def main():
-        handled = []
-        loop.set_exception_handler(lambda lp, ctx: handled.append(ctx))
-        server, tr, cli, srv = await tcp_pair(loop, server_proto=Boom(loop))
-        tr.write(b"x")
-        exc = await srv.lost
-        await cli.lost
-        await close_all(server, tr)
-        return exc, handled
-
-    exc, handled = loop.run_until_complete(main())
-    assert isinstance(exc, ZeroDivisionError)
-    assert [h["message"] for h in handled] == [
-        "Fatal error: protocol.data_received() call failed."]
+    assert loop.run_until_complete(main()) == (exc_type, [(message, exc_type)])
 
 
 def test_happy_eyeballs_and_interleave_accepted(loop):
@@ -574,31 +567,6 @@ def test_set_protocol_switches_to_buffered(loop):
         return same, bytes(srv.data), got
 
     assert loop.run_until_complete(main()) == (True, b"plain", b"now buffered")
-
-
-@pytest.mark.parametrize("bad", ["readonly", "empty"])
-def test_buffered_protocol_bad_buffer(loop, bad):
-    class Bad(Collector):
-        def get_buffer(self, sizehint):
-            return b"readonly" if bad == "readonly" else bytearray()
-
-    async def main():
-        handled = []
-        loop.set_exception_handler(lambda lp, ctx: handled.append(ctx))
-        server, tr, cli, srv = await tcp_pair(loop, server_proto=Bad(loop))
-        tr.write(b"x")
-        exc = await srv.lost
-        await cli.lost
-        await close_all(server, tr)
-        return type(exc), [(h["message"], type(h["exception"])) for h in handled]
-
-    exc_type, handled = loop.run_until_complete(main())
-    if bad == "readonly":
-        assert exc_type is TypeError
-        assert handled == [("Fatal read error on socket transport", TypeError)]
-    else:
-        assert exc_type is RuntimeError
-        assert handled == [("Fatal error: protocol.get_buffer() call failed.", RuntimeError)]
 
 
 def test_buffered_protocol_pauses_or_closes_inside_get_buffer(loop):

@@ -5,30 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import pathlib
 import re
 import socket
 import sys
-import uuid
 import warnings
 
 import pytest
 
-from netutil import LOCALHOST
+from netutil import HAS_IPV6, LOCALHOST
 
-
-def _has_ipv6() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6()
 
 # asyncio's datagram transports have pause_reading()/resume_reading()/
 # is_reading() from 3.11 on; on 3.9 and 3.10 they raise NotImplementedError.
@@ -321,17 +306,6 @@ def test_allow_broadcast(loop):
     assert on and not off
 
 
-@pytest.fixture
-def dgram_paths():
-    paths = [pathlib.Path("/tmp") / f"uvl-{uuid.uuid4().hex[:12]}.dgram" for _ in range(2)]
-    yield paths
-    for p in paths:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-
-
 @pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
 def test_unix_datagram(loop, dgram_paths):
     srv_path, cli_path = map(str, dgram_paths)
@@ -362,32 +336,25 @@ def test_unix_datagram(loop, dgram_paths):
     assert back == [(b"back", srv_path)]
 
 
-def test_connection_refused_error_received(loop):
-    # A connected UDP socket learns of ICMP port unreachable from the kernel.
+def _closed_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((LOCALHOST, 0))
-        closed_addr = s.getsockname()
+        return s.getsockname()
+
+
+@pytest.mark.parametrize("case", ["refused", "too_large"])
+def test_socket_error_goes_to_error_received(loop, case):
+    if case == "refused":
+        # A connected UDP socket learns of ICMP port unreachable from the kernel.
+        endpoint, datagram, addr, want = (
+            dict(remote_addr=_closed_udp_port()), b"anyone?", None, ConnectionRefusedError)
+    else:   # larger than any UDP datagram: sendto() itself fails
+        endpoint, datagram, addr, want = (
+            dict(local_addr=(LOCALHOST, 0)), b"x" * 70000, (LOCALHOST, 9), OSError)
 
     async def main():
-        tr, pr = await loop.create_datagram_endpoint(
-            lambda: DatagramRecorder(loop), remote_addr=closed_addr)
-        tr.sendto(b"anyone?")
-        exc = await pr.error
-        assert not tr.is_closing()
-        tr.close()
-        await pr.lost
-        return exc, pr.events
-
-    exc, events = loop.run_until_complete(main())
-    assert isinstance(exc, ConnectionRefusedError)
-    assert events == ["made", "error", "lost"]
-
-
-def test_sendto_error_goes_to_error_received(loop):
-    async def main():
-        tr, pr = await loop.create_datagram_endpoint(
-            lambda: DatagramRecorder(loop), local_addr=(LOCALHOST, 0))
-        tr.sendto(b"x" * 70000, (LOCALHOST, 9))   # larger than any UDP datagram
+        tr, pr = await loop.create_datagram_endpoint(lambda: DatagramRecorder(loop), **endpoint)
+        tr.sendto(datagram, addr)
         exc = await pr.error
         closing = tr.is_closing()
         tr.close()
@@ -395,7 +362,7 @@ def test_sendto_error_goes_to_error_received(loop):
         return exc, closing, pr.events
 
     exc, closing, events = loop.run_until_complete(main())
-    assert isinstance(exc, OSError) and not closing
+    assert isinstance(exc, want) and not closing
     assert events == ["made", "error", "lost"]
 
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from netutil import LOCALHOST
+from netutil import HAS_IPV6, LOCALHOST
 
 from uvloop_lite import _datagram
 from uvloop_lite._ffi import lib
@@ -23,18 +23,6 @@ HEADER = 8 if sys.version_info >= (3, 13) else 0
 SENDS_EMPTY = sys.version_info >= (3, 13)
 
 
-def _has_ipv6() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6()
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback")
 
 var = contextvars.ContextVar("var", default="unset")
@@ -89,6 +77,26 @@ async def _endpoint(loop, **kw):
     return await loop.create_datagram_endpoint(lambda: Proto(loop), **kw)
 
 
+async def _pair(loop, connect: bool = False):
+    """A receiving endpoint on LOCALHOST and a sending one, bound there too
+    or (``connect``) connected to the first: srv, its protocol, cli, its."""
+    srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
+    if connect:
+        cli, cp = await _endpoint(loop, remote_addr=srv.get_extra_info("sockname"))
+    else:
+        cli, cp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
+    return srv, sp, cli, cp
+
+
+async def _close(*transports):
+    """close() each, then wait for each one's connection_lost()."""
+    protocols = [tr.get_protocol() for tr in transports]
+    for tr in transports:
+        tr.close()
+    for pr in protocols:
+        await pr.lost
+
+
 async def _settle(loop, rounds: int = 5):
     for _ in range(rounds):
         await asyncio.sleep(0.01)
@@ -103,7 +111,7 @@ def _record_handler(loop) -> list:
 # -- both loops --------------------------------------------------------------------
 
 
-def test_transport_kinds(loop, loop_kind, tmp_path):
+def test_transport_kinds(loop, loop_kind, dgram_paths):
     async def main():
         kinds = []
         tr, _ = await _endpoint(loop, local_addr=(LOCALHOST, 0))
@@ -111,14 +119,10 @@ def test_transport_kinds(loop, loop_kind, tmp_path):
         if HAS_IPV6:
             tr6, _ = await _endpoint(loop, local_addr=("::1", 0))
             kinds.append(tr6)
-        tru, _ = await _endpoint(loop, local_addr=str(tmp_path / "d.sock"),
+        tru, _ = await _endpoint(loop, local_addr=str(dgram_paths[0]),
                                  family=socket.AF_UNIX)
         kinds.append(tru)
-        protocols = [t.get_protocol() for t in kinds]
-        for t in kinds:
-            t.close()
-        for p in protocols:
-            await p.lost
+        await _close(*kinds)
         return kinds
 
     kinds = loop.run_until_complete(main())
@@ -158,9 +162,8 @@ def test_addresses_for_the_python_socket(loop):
     # resolution and its errors.
     async def main():
         calls = _record_handler(loop)
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
+        srv, sp, cli, cp = await _pair(loop)
         port = srv.get_extra_info("sockname")[1]
-        cli, cp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
         cli.sendto(b"numeric", (LOCALHOST, port))
         cli.sendto(b"name", ("localhost", port))
         cli.sendto(b"bytes host", (LOCALHOST.encode(), port))
@@ -218,8 +221,7 @@ def test_non_contiguous_buffer(loop):
 
     async def main():
         calls = _record_handler(loop)
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
-        cli, cp = await _endpoint(loop, remote_addr=srv.get_extra_info("sockname"))
+        srv, sp, cli, cp = await _pair(loop, connect=True)
         cli.sendto(memoryview(b"a.b.c.")[::2])
         if sends:
             await sp.until(1)
@@ -237,9 +239,7 @@ def test_non_contiguous_buffer(loop):
 
 def test_buffers_and_empty_datagrams(loop):
     async def main():
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
-        addr = srv.get_extra_info("sockname")
-        cli, cp = await _endpoint(loop, remote_addr=addr)
+        srv, sp, cli, cp = await _pair(loop, connect=True)
         cli.sendto(bytearray(b"bytearray"))
         cli.sendto(b"")
         cli.sendto(memoryview(b"memoryview"))
@@ -247,10 +247,7 @@ def test_buffers_and_empty_datagrams(loop):
         n = 4 if SENDS_EMPTY else 3
         got = await sp.until(n)
         await _settle(loop)
-        srv.close()
-        cli.close()
-        await sp.lost
-        await cp.lost
+        await _close(srv, cli)
         return [d for d, _ in got]
 
     want = [b"bytearray", b"", b"memoryview", b"slice"]
@@ -269,10 +266,7 @@ def test_datagram_received_error_is_reported_and_reading_goes_on(loop):
             cli.sendto(d)
         got = await sp.until(3)
         closing = srv.is_closing()
-        srv.close()
-        cli.close()
-        await sp.lost
-        await cp.lost
+        await _close(srv, cli)
         return [d for d, _ in got], closing, calls
 
     got, closing, calls = loop.run_until_complete(main())
@@ -291,10 +285,7 @@ def test_protocol_runs_in_the_endpoint_context(loop):
         cli, cp = await _endpoint(loop, remote_addr=srv.get_extra_info("sockname"))
         cli.sendto(b"x")
         await sp.until(1)
-        srv.close()
-        cli.close()
-        await sp.lost
-        await cp.lost
+        await _close(srv, cli)
         return sp.contexts
 
     assert loop.run_until_complete(asyncio.ensure_future(main(), loop=loop)) == ["endpoint"]
@@ -317,10 +308,7 @@ def test_ipv6_addresses(loop):
             s4.settimeout(5)
             back = s4.recvfrom(100)
         cli6_addr = cli6.get_extra_info("sockname")
-        srv.close()
-        cli6.close()
-        await sp.lost
-        await cp6.lost
+        await _close(srv, cli6)
         return got, back, cli6_addr, addr4, port
 
     got, back, cli6_addr, addr4, port = loop.run_until_complete(main())
@@ -389,9 +377,8 @@ def test_queue_flow_control_and_close(uv_loop, monkeypatch):
     loop = uv_loop
 
     async def main():
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
+        srv, sp, cli, cp = await _pair(loop)
         addr = srv.get_extra_info("sockname")
-        cli, cp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
         cli.set_write_buffer_limits(high=300, low=100)
         push = _PushBack(monkeypatch, times=1)
         data = bytearray(b"%03d" % 0 + b"." * 97)
@@ -423,9 +410,8 @@ def test_queued_send_error_goes_to_error_received(uv_loop, monkeypatch):
     loop = uv_loop
 
     async def main():
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
+        srv, sp, cli, cp = await _pair(loop)
         addr = srv.get_extra_info("sockname")
-        cli, cp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
         cli.set_write_buffer_limits(high=1 << 20)
         _PushBack(monkeypatch, times=1)
         cli.sendto(b"x" * 70000, addr)   # queued, then refused by the kernel
@@ -434,10 +420,7 @@ def test_queued_send_error_goes_to_error_received(uv_loop, monkeypatch):
         await _settle(loop)
         size = cli.get_write_buffer_size()
         closing = cli.is_closing()
-        cli.close()
-        srv.close()
-        await cp.lost
-        await sp.lost
+        await _close(cli, srv)
         return cp.events, got, size, closing
 
     events, got, size, closing = loop.run_until_complete(main())
@@ -449,9 +432,8 @@ def test_abort_drops_the_queue(uv_loop, monkeypatch):
     loop = uv_loop
 
     async def main():
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
+        srv, sp, cli, cp = await _pair(loop)
         addr = srv.get_extra_info("sockname")
-        cli, cp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
         _PushBack(monkeypatch)
         for i in range(3):
             cli.sendto(b"%d" % i, addr)
@@ -476,9 +458,8 @@ def test_python_socket_sends_wait_behind_libuv_queue(uv_loop, monkeypatch):
     loop = uv_loop
 
     async def main():
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
+        srv, sp, cli, cp = await _pair(loop)
         port = srv.get_extra_info("sockname")[1]
-        cli, cp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
         _PushBack(monkeypatch, times=1)
         cli.sendto(b"1 queued in libuv", (LOCALHOST, port))
         cli.sendto(b"2 by name", ("localhost", port))
@@ -489,10 +470,7 @@ def test_python_socket_sends_wait_behind_libuv_queue(uv_loop, monkeypatch):
         got = await sp.until(4)
         await _settle(loop)
         after = cli.get_write_buffer_size()
-        cli.close()
-        srv.close()
-        await cp.lost
-        await sp.lost
+        await _close(cli, srv)
         return size, after, [d[:1] for d, _ in got], cp.events
 
     size, after, got, events = loop.run_until_complete(main())
@@ -524,9 +502,8 @@ def test_python_socket_pushback_waits_for_writability(uv_loop):
     loop = uv_loop
 
     async def main():
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
+        srv, sp, cli, cp = await _pair(loop)
         port = srv.get_extra_info("sockname")[1]
-        cli, cp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
         fake = cli._sock = _BlockingOnce(cli._sock)
         cli.sendto(b"1 by name", ("localhost", port))   # blocks: waits for POLLOUT
         cli.sendto(b"2 numeric", (LOCALHOST, port))    # behind it
@@ -534,10 +511,7 @@ def test_python_socket_pushback_waits_for_writability(uv_loop):
         got = await sp.until(2)
         after = cli.get_write_buffer_size()
         watched = cli._writer_watched
-        cli.close()
-        srv.close()
-        await cp.lost
-        await sp.lost
+        await _close(cli, srv)
         return size, after, watched, [d for d, _ in got], fake.blocked
 
     size, after, watched, got, blocked = loop.run_until_complete(main())
@@ -583,14 +557,11 @@ def test_falls_back_to_poll_transport(uv_loop, monkeypatch):
     monkeypatch.setattr(_datagram, "UVUDPTransport", Refused)
 
     async def main():
-        srv, sp = await _endpoint(loop, local_addr=(LOCALHOST, 0))
-        cli, cp = await _endpoint(loop, remote_addr=srv.get_extra_info("sockname"))
+        srv, sp, cli, cp = await _pair(loop, connect=True)
         cli.sendto(b"over uv_poll")
         got = await sp.until(1)
         kinds = type(srv).__name__, type(cli).__name__
-        for tr, pr in ((srv, sp), (cli, cp)):
-            tr.close()
-            await pr.lost
+        await _close(srv, cli)
         return kinds, got
 
     kinds, got = loop.run_until_complete(main())

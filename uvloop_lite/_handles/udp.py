@@ -139,16 +139,19 @@ def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
         fut.set_result(result)
 
 
-# _FlowControlMixin: asyncio's own pause/resume logic, and asyncio's datagram
-# transport is one (it is an asyncio.Transport too), as in _datagram.py.
 _SKIP = object()   # _sendto_checks(): nothing to send
 
 
-class DatagramCommon:
+class DatagramCommon(transports._FlowControlMixin, transports.DatagramTransport):
     """What both datagram transports share (this one and the uv_poll one in
-    _datagram.py): protocol, reading state, fatal errors.  A subclass starts
-    and stops receiving in ``_recv_start``/``_recv_stop``."""
+    _datagram.py): start-up, protocol, reading state, socket errors, and the
+    send queue's part in close(), abort() and connection_lost().  A subclass
+    starts and stops receiving in ``_recv_start``/``_recv_stop``, and says
+    what its send queue holds and how it lets go of it in ``_queued``,
+    ``_drop_queue``, ``_writer_done`` and ``_release``."""
 
+    # _FlowControlMixin: asyncio's own pause/resume logic, and asyncio's
+    # datagram transport is one (it is an asyncio.Transport too).
     _protocol: Any
     _protocol_connected: bool
     _closing: bool
@@ -157,7 +160,37 @@ class DatagramCommon:
     _address: Any
     _conn_lost: int
     _sock: Any
+    _sock_fd: int
+    _connected: bool
     _extra: dict
+
+    def _init_datagram(self, loop: Any, sock: socket.socket, protocol: Any,
+                       address: Any, extra: dict | None) -> None:
+        """The state both transports start with (before their own)."""
+        transports._FlowControlMixin.__init__(self, extra, loop)
+        self._record_socket(sock)
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        # asyncio sends with send() when the socket has a peer (and libuv
+        # agrees: uv_udp_open() sees it connected), and then ignores the address.
+        self._connected = bool(self._extra["peername"])
+        self._protocol = protocol
+        self._protocol_connected = True
+        self._address = address
+        self._closing = False
+        self._conn_lost = 0
+        self._paused = False
+        self._buffer_size = 0
+
+    def _connect(self, waiter: Any) -> None:
+        """Register with the loop; connection_made(), then reading, then the
+        waiter, in the loop's next iteration (asyncio's order)."""
+        loop = self._loop
+        loop._add_transport(self._sock_fd, self)
+        loop.call_soon(self._protocol.connection_made, self)
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     def _record_socket(self, sock: socket.socket) -> None:
         """Extra info known at the start, as asyncio records it."""
@@ -227,6 +260,43 @@ class DatagramCommon:
             return _SKIP
         return addr
 
+    def _socket_error(self, exc: BaseException, message: str) -> bool:
+        """A socket call raised ``exc`` (not BlockingIOError, InterruptedError,
+        SystemExit or KeyboardInterrupt): an OSError goes to error_received()
+        (True), anything else is fatal with ``message`` (False)."""
+        if isinstance(exc, OSError):
+            self._protocol.error_received(exc)
+            return True
+        self._fatal_error(exc, message)
+        return False
+
+    # -- closing ---------------------------------------------------------------------
+
+    def _queued(self) -> bool:
+        """Whether datagrams wait to be sent."""
+        raise NotImplementedError
+
+    def _drop_queue(self) -> None:
+        """abort(): forget the datagrams waiting to be sent."""
+        raise NotImplementedError
+
+    def _writer_done(self) -> None:
+        """close() with nothing queued: stop waiting for writability."""
+
+    def _release(self) -> None:
+        """After connection_lost(): let go of what the transport holds beside
+        its socket."""
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._recv_stop()
+        if not self._queued():
+            self._conn_lost += 1
+            self._writer_done()
+            self._loop.call_soon(self._call_connection_lost, None)
+
     def abort(self) -> None:
         self._force_close(None)
 
@@ -234,9 +304,35 @@ class DatagramCommon:
         report_transport_error(self, exc, message)
         self._force_close(exc)
 
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._queued():
+            self._drop_queue()
+        if not self._closing:
+            self._closing = True
+            self._recv_stop()
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
 
-class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
-                     transports.DatagramTransport):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._release()
+            if self._sock is not None:
+                self._loop._transports.pop(self._sock_fd, None)
+                self._sock.close()   # a no-op once detached
+                self._sock = None
+            self._protocol = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sock is None else ("closing" if self._closing else "open")
+        return f"<{type(self).__name__} fd={self._sock_fd} {state}>"
+
+
+class UVUDPTransport(DatagramCommon, UVHandle):
     """A UDP socket (IPv4/IPv6) as an asyncio DatagramTransport on uv_udp_t."""
 
     _ctype = "uv_udp_t *"
@@ -245,20 +341,8 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
     def __init__(self, loop: Loop, sock: socket.socket, protocol: Any,
                  address: Any = None, waiter: Any = None, extra: dict | None = None) -> None:
         UVHandle.__init__(self, loop)
-        transports._FlowControlMixin.__init__(self, extra, loop)
-        self._record_socket(sock)
-        self._sock: socket.socket | None = sock
-        self._sock_fd = sock.fileno()
+        self._init_datagram(loop, sock, protocol, address, extra)
         self._family = sock.family
-        # asyncio sends with send() when the socket has a peer (libuv agrees:
-        # uv_udp_open() saw it connected), and then ignores the address.
-        self._connected = bool(self._extra["peername"])
-        self._protocol = protocol
-        self._protocol_connected = True
-        self._address = address
-        self._closing = False
-        self._conn_lost = 0
-        self._paused = False
         self._recv_started = False
         self._read_handle: events.Handle | None = None
         self._read_context: contextvars.Context | None = None
@@ -266,7 +350,6 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         self._pending: collections.deque = collections.deque()    # (req, data, size)
         self._deferred: collections.deque = collections.deque()   # (data, addr, size)
         self._writer_watched = False   # _deferred waits for writability
-        self._buffer_size = 0
         self._peers: dict[bytes, Any] = {}        # raw sockaddr -> address tuple
         self._read_bytes = loop._read_bytes       # where every read lands
         self._sockaddrs: dict[Any, bytes] = {}    # address tuple -> raw sockaddr
@@ -277,11 +360,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         if rc < 0:   # libuv took nothing: the socket stays its owner's
             UVHandle.close(self)
             raise uv_error(rc)
-        loop._add_transport(self._sock_fd, self)
-        loop.call_soon(self._protocol.connection_made, self)
-        loop.call_soon(self._start_reading)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        self._connect(waiter)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -402,13 +481,10 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
             return
         except (BlockingIOError, InterruptedError):
             self._watch_writer()
-        except OSError as exc:
-            self._protocol.error_received(exc)
-            return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal write error on datagram transport")
+            self._socket_error(exc, "Fatal write error on datagram transport")
             return
         self._defer(bytes(data), addr, len(data) + _HEADER)
 
@@ -511,15 +587,14 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
                         self._sock.sendto(data, addr)
                 except (BlockingIOError, InterruptedError):
                     break
-                except OSError as exc:
-                    deferred.popleft()
-                    self._buffer_size -= size
-                    self._protocol.error_received(exc)
-                    continue
                 except (SystemExit, KeyboardInterrupt):
                     raise
                 except BaseException as exc:
-                    self._fatal_error(exc, "Fatal write error on datagram transport")
+                    if isinstance(exc, OSError):   # dropped, and the queue goes on
+                        deferred.popleft()
+                        self._buffer_size -= size
+                    if self._socket_error(exc, "Fatal write error on datagram transport"):
+                        continue
                     return
                 deferred.popleft()
                 self._buffer_size -= size
@@ -538,44 +613,21 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
 
     # -- closing ---------------------------------------------------------------------
 
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._recv_stop()
-        if not self._pending and not self._deferred:
-            self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
+    def _queued(self) -> bool:
+        return bool(self._pending or self._deferred)
 
-    def _force_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        if self._pending or self._deferred:
-            self._deferred.clear()
-            self._unwatch_writer()
-            self._buffer_size = 0
-            if self._pending:
-                # Drop what libuv still has queued, as asyncio drops its buffer:
-                # closing the handle cancels the requests.
-                self._close_handle()
-        if not self._closing:
-            self._closing = True
-            self._recv_stop()
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            self._unwatch_writer()
+    def _drop_queue(self) -> None:
+        self._deferred.clear()
+        self._unwatch_writer()
+        self._buffer_size = 0
+        if self._pending:
+            # Drop what libuv still has queued, as asyncio drops its buffer:
+            # closing the handle cancels the requests.
             self._close_handle()
-            if self._sock is not None:
-                self._loop._transports.pop(self._sock_fd, None)
-                self._sock.close()   # a no-op once detached
-                self._sock = None
-            self._protocol = None
+
+    def _release(self) -> None:
+        self._unwatch_writer()
+        self._close_handle()
 
     def _close_handle(self) -> None:
         """uv_close() the handle, which closes the fd: the socket lets go of
@@ -591,10 +643,6 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         self._pending.clear()
         self._read_handle = self._write_handle = None
         UVHandle._on_close(self)
-
-    def __repr__(self) -> str:
-        state = "closed" if self._sock is None else ("closing" if self._closing else "open")
-        return f"<{type(self).__name__} fd={self._sock_fd} {state}>"
 
 
 def _callback_failed(handle: events.Handle, exc: BaseException) -> None:
