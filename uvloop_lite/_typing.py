@@ -16,10 +16,10 @@ plus the attributes of :class:`Loop` they use.  Each mixin derives from it, so
 
 from __future__ import annotations
 
-from asyncio import events, transports
+from asyncio import base_events, events, transports
 from typing import TYPE_CHECKING
 
-__all__ = ["Handle", "TimerHandle", "LoopBase", "FlowControlMixin"]
+__all__ = ["Handle", "TimerHandle", "LoopBase", "FlowControlMixin", "Server"]
 
 if TYPE_CHECKING:
     import asyncio
@@ -65,6 +65,10 @@ if TYPE_CHECKING:
                                      low: int | None = None) -> None: ...
         def _maybe_pause_protocol(self) -> None: ...
         def _maybe_resume_protocol(self) -> None: ...
+
+    class Server(base_events.Server):
+        """asyncio's Server, with the hook a loop's create_*_server calls."""
+        def _start_serving(self) -> None: ...
 
     class LoopBase(asyncio.BaseEventLoop):
         """What the mixins and handles use of the loop beyond typeshed's
@@ -137,4 +141,5 @@ else:
     Handle = events.Handle
     TimerHandle = events.TimerHandle
     FlowControlMixin = transports._FlowControlMixin
+    Server = base_events.Server
     LoopBase = object
