@@ -15,24 +15,26 @@ from typing import Any
 
 from ._handles.udp import (
     _HEADER, _SKIP, DatagramCommon, UVUDPTransport, _set_result_unless_cancelled)
+from ._typing import FlowControlMixin, LoopBase
 
 __all__ = ["DatagramTransport", "DatagramMixin"]
 
 
-class DatagramTransport(DatagramCommon, transports._FlowControlMixin,
+class DatagramTransport(DatagramCommon, FlowControlMixin,
                         transports.DatagramTransport):
     max_size = 256 * 1024   # bytes asked of each recvfrom()
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
-                 address: Any = None, waiter: Any = None, extra: dict | None = None) -> None:
+                 address: Any = None, waiter: Any = None,
+                 extra: dict[str, Any] | None = None) -> None:
         transports._FlowControlMixin.__init__(self, extra, loop)
         self._record_socket(sock)
-        self._sock: socket.socket | None = sock
+        self._sock = sock
         self._sock_fd = sock.fileno()
         self._protocol = protocol
         self._protocol_connected = True
         self._address = address
-        self._buffer: collections.deque = collections.deque()
+        self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._buffer_size = 0
         self._closing = False
         self._conn_lost = 0
@@ -154,7 +156,7 @@ class DatagramTransport(DatagramCommon, transports._FlowControlMixin,
             if self._sock is not None:
                 self._loop._transports.pop(self._sock_fd, None)
                 self._sock.close()
-                self._sock = None
+                self._sock = None  # type: ignore[assignment]  # see DatagramCommon
             self._protocol = None
 
     def __repr__(self) -> str:
@@ -162,12 +164,12 @@ class DatagramTransport(DatagramCommon, transports._FlowControlMixin,
         return f"<{type(self).__name__} fd={self._sock_fd} {state}>"
 
 
-class DatagramMixin:
+class DatagramMixin(LoopBase):
     """The datagram hook of :class:`Loop` (create_datagram_endpoint itself is
     asyncio's BaseEventLoop code)."""
 
     def _make_datagram_transport(self, sock: socket.socket, protocol: Any, address: Any = None,
-                                 waiter: Any = None, extra: dict | None = None) -> Any:
+                                 waiter: Any = None, extra: dict[str, Any] | None = None) -> Any:
         # uv_udp_t for UDP; Unix datagram sockets (which it does not take), or
         # a socket libuv refuses to open, on uv_poll_t.
         if sock.family in (socket.AF_INET, socket.AF_INET6):

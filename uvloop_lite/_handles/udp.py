@@ -44,17 +44,18 @@ import collections
 import contextvars
 import socket
 import sys
-from asyncio import constants, events, format_helpers, transports, trsock
+from asyncio import constants, format_helpers, transports, trsock
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any
 
 from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
+from .._typing import FlowControlMixin, Handle
 from .base import OPEN, UVHandle, callback_error
 from .stream import drop_watchers
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["UVUDPTransport"]
 
@@ -95,7 +96,7 @@ def _peer_tuple(key: bytes) -> Any:
     return None   # pragma: no cover - a UDP socket of another family
 
 
-def _sockaddr(family: int, addr: tuple) -> bytes | None:
+def _sockaddr(family: int, addr: tuple[Any, ...]) -> bytes | None:
     """``addr`` as a struct sockaddr when it is exactly what socket.sendto()
     would make of it without a lookup or an error; else None."""
     n = len(addr)
@@ -156,8 +157,16 @@ class DatagramCommon:
     _buffer_size: int
     _address: Any
     _conn_lost: int
-    _sock: Any
-    _extra: dict
+    _loop: LoopBase
+    # None once connection_lost() ran: nothing sends or reads any more then
+    # (_sendto_checks() and _conn_lost see to it).
+    _sock: socket.socket
+    _extra: dict[str, Any]
+
+    if TYPE_CHECKING:   # each transport's own
+        def _recv_start(self) -> None: ...
+        def _recv_stop(self) -> None: ...
+        def _force_close(self, exc: BaseException | None) -> None: ...
 
     def _record_socket(self, sock: socket.socket) -> None:
         """Extra info known at the start, as asyncio records it."""
@@ -235,19 +244,20 @@ class DatagramCommon:
         self._force_close(exc)
 
 
-class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
+class UVUDPTransport(UVHandle, DatagramCommon, FlowControlMixin,
                      transports.DatagramTransport):
     """A UDP socket (IPv4/IPv6) as an asyncio DatagramTransport on uv_udp_t."""
 
     _ctype = "uv_udp_t *"
     max_size = 256 * 1024   # asyncio's; reads use the loop's buffer of this size
 
-    def __init__(self, loop: Loop, sock: socket.socket, protocol: Any,
-                 address: Any = None, waiter: Any = None, extra: dict | None = None) -> None:
+    def __init__(self, loop: LoopBase, sock: socket.socket, protocol: Any,
+                 address: Any = None, waiter: Any = None,
+                 extra: dict[str, Any] | None = None) -> None:
         UVHandle.__init__(self, loop)
         transports._FlowControlMixin.__init__(self, extra, loop)
         self._record_socket(sock)
-        self._sock: socket.socket | None = sock
+        self._sock = sock
         self._sock_fd = sock.fileno()
         self._family = sock.family
         # asyncio sends with send() when the socket has a peer (libuv agrees:
@@ -260,11 +270,11 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         self._conn_lost = 0
         self._paused = False
         self._recv_started = False
-        self._read_handle: events.Handle | None = None
+        self._read_handle: Handle | None = None
         self._read_context: contextvars.Context | None = None
-        self._write_handle: events.Handle | None = None
-        self._pending: collections.deque = collections.deque()    # (req, data, size)
-        self._deferred: collections.deque = collections.deque()   # (data, addr, size)
+        self._write_handle: Handle | None = None
+        self._pending: collections.deque[tuple[Any, Any, int]] = collections.deque()
+        self._deferred: collections.deque[tuple[bytes, Any, int]] = collections.deque()
         self._writer_watched = False   # _deferred waits for writability
         self._buffer_size = 0
         self._peers: dict[bytes, Any] = {}        # raw sockaddr -> address tuple
@@ -287,7 +297,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
 
     def _recv_start(self) -> None:
         # As asyncio's add_reader(): a new Handle, in the caller's context.
-        self._read_handle = events.Handle(self._read_ready, (), self._loop, None)
+        self._read_handle = Handle(self._read_ready, (), self._loop, None)
         self._read_context = self._read_handle._context
         if self._recv_started or self._state != OPEN:
             return
@@ -439,7 +449,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
             return
         if self._write_handle is None:
             # As asyncio's add_writer(): the callback's Handle, in this context.
-            self._write_handle = events.Handle(self._sendto_ready, (), self._loop, None)
+            self._write_handle = Handle(self._sendto_ready, (), self._loop, None)
         self._pending.append((req, (buf, pinned), size))
         self._buffer_size += size
         self._maybe_pause_protocol()
@@ -467,7 +477,8 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
     def _unwatch_writer(self) -> None:
         if self._writer_watched:
             self._writer_watched = False
-            sock, self._writer_sock = self._writer_sock, None
+            sock: socket.socket   # set while _writer_watched
+            sock, self._writer_sock = self._writer_sock, None  # type: ignore[assignment]
             self._loop._remove_writer(sock.fileno())
             self._loop._close_idle_polls()   # its poll goes before its fd
             sock.close()
@@ -574,7 +585,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
             if self._sock is not None:
                 self._loop._transports.pop(self._sock_fd, None)
                 self._sock.close()   # a no-op once detached
-                self._sock = None
+                self._sock = None  # type: ignore[assignment]  # see DatagramCommon
             self._protocol = None
 
     def _close_handle(self) -> None:
@@ -597,7 +608,7 @@ class UVUDPTransport(UVHandle, DatagramCommon, transports._FlowControlMixin,
         return f"<{type(self).__name__} fd={self._sock_fd} {state}>"
 
 
-def _callback_failed(handle: events.Handle, exc: BaseException) -> None:
+def _callback_failed(handle: Handle, exc: BaseException) -> None:
     """Report ``exc`` as ``handle._run()`` would have."""
     cb = format_helpers._format_callback_source(handle._callback, handle._args)
     context = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
