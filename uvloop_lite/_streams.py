@@ -81,7 +81,8 @@ class StreamsMixin(LoopBase):
                             ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout: float | None = None,
                             call_connection_made: bool = True) -> Any:
-        if ssl_shutdown_timeout is None and _SSL_SHUTDOWN_TIMEOUT:
+        # (_SSL_SHUTDOWN_TIMEOUT spelled out, for mypy: 3.11's constant.)
+        if ssl_shutdown_timeout is None and sys.version_info >= (3, 11):
             ssl_shutdown_timeout = constants.SSL_SHUTDOWN_TIMEOUT
         ssl_protocol = self._make_ssl_protocol(
             protocol, sslcontext, waiter, server_side=server_side,
