@@ -785,8 +785,8 @@ class StreamServer:
             return
         # (mypy infers no lambda with more parameters than the callback has.)
         waiter.add_done_callback(
-            lambda fut, tr=transport, pr=protocol, app=ssl_protocol._app_transport:  # type: ignore[misc]
-            _ssl_accept_done(loop, fut, tr, pr, app))
+            lambda fut, tr=transport, pr=protocol,  # type: ignore[misc]
+            app=ssl_protocol._app_transport: _ssl_accept_done(loop, fut, tr, pr, app))
 
 
 def _ssl_accept_done(loop: LoopBase, fut: futures.Future[Any], transport: UVStreamTransport,
