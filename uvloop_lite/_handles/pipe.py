@@ -172,7 +172,8 @@ class WritePipeTransport(_PipeTransport):
         # after the callbacks already there, as asyncio's loop would: a write
         # queued before the event still fails with BrokenPipeError.
         poll.start(0)
-        self._loop.call_soon(self._peer_closed)
+        # In a copy of the reader's context, as asyncio's pipe reader Handle.
+        self._loop.call_soon(self._peer_closed, context=self._read_context.copy())
 
     def _peer_closed(self) -> None:
         if not self._conn_lost:

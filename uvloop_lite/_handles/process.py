@@ -15,6 +15,11 @@ libuv's resets them) start the child with ``subprocess.Popen`` instead and
 watch its exit through a pidfd on a ``uv_poll_t`` (Linux); without pidfds
 (PyPy 3.9, old kernels) a thread waits for it, as asyncio's
 ThreadedChildWatcher does.
+
+process_exited() and the connection_lost() that follows run in the context
+asyncio's child watcher gives them: from 3.12, where pidfds work, a copy of
+the spawner's context (the watcher's pidfd reader Handle); else a thread's
+empty one (ThreadedChildWatcher's, the default before 3.12).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import threading
 from asyncio import base_subprocess
+from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .._errors import uv_error
@@ -169,6 +175,22 @@ class UVProcess(UVHandle):
                              name=f"uvloop_lite-reap-{pid}").start()
 
 
+_EXIT_IN_SPAWN_CONTEXT: bool | None = None
+
+
+def _exit_in_spawn_context() -> bool:
+    """Whether asyncio's default child watcher here would report exits from
+    a pidfd reader (3.12+, pidfds working), in the spawner's context."""
+    global _EXIT_IN_SPAWN_CONTEXT
+    if _EXIT_IN_SPAWN_CONTEXT is None:
+        can_use_pidfd = None
+        if sys.version_info >= (3, 12):
+            from asyncio import unix_events
+            can_use_pidfd = getattr(unix_events, "can_use_pidfd", None)
+        _EXIT_IN_SPAWN_CONTEXT = bool(can_use_pidfd is not None and can_use_pidfd())
+    return _EXIT_IN_SPAWN_CONTEXT
+
+
 def _check_pass_fds(fds: Iterable[Any]) -> list[int]:
     """``pass_fds`` as Popen takes them (int() of each; Popen's ValueError
     for a negative or too large one, EBADF for one not open), before they
@@ -302,6 +324,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
 
     def _start(self, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any,
                bufsize: int, **kwargs: Any) -> None:
+        self._exit_context = copy_context() if _exit_in_spawn_context() else Context()
         popen_only = {k: v for k, v in kwargs.items()
                       if k not in _SPAWN_OK and (k not in _UNUSED or v != _UNUSED[k])}
         if not popen_only and _keeps_ignored(kwargs.get("restore_signals", True)):
@@ -400,7 +423,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
 
     def _child_exited(self, returncode: int) -> None:
         if self._returncode is None:
-            self._process_exited(returncode)
+            self._exit_context.run(self._process_exited, returncode)
 
     # -- Popen + pidfd (or a waiting thread), for what uv_spawn cannot do ------------
 
@@ -442,14 +465,14 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
 
     def _popen_exited(self, returncode: int) -> None:
         if self._returncode is None:
-            self._process_exited(returncode)
+            self._exit_context.run(self._process_exited, returncode)
 
     def _pidfd_ready(self, poll: UVPoll, events: int, status: int) -> None:
         returncode = self._popen.wait()   # exited: reaps it without blocking
         poll.close()
         os.close(self._pidfd)
         if self._returncode is None:
-            self._process_exited(returncode)
+            self._exit_context.run(self._process_exited, returncode)
 
     def _orphan(self) -> None:
         uvproc = getattr(self, "_uvproc", None)

@@ -16,6 +16,18 @@ Connection state follows asyncio's selector transport, with its names:
 once the last queued write finished (or at once for abort()), and only then
 is the libuv handle closed; its memory is freed by uvl_on_close.
 
+Contexts, as asyncio's selector transports have them (request-scoped
+contextvars rely on this): the transport is made in some context C (the
+caller's, or for an accepted connection a fresh copy of the server's, in
+which the protocol factory also ran).  connection_made() runs in a copy of C
+(call_soon), every read callback (data_received, get_buffer/buffer_updated,
+eof_received, and a fatal error's connection_lost scheduled from them) in one
+other copy of C, made again by resume_reading() from its caller's context, as
+asyncio's new reader Handle is; a queued write completes (resume_writing,
+connection_lost after close()) in a copy of the context of the write() that
+started the queue, as asyncio's writer Handle.  Each is one Context.run()
+per libuv callback.
+
 One fd per connection, as asyncio: libuv polls the fd of the transport's
 Python socket itself (extra info 'socket' wraps that socket), and the socket
 object never closes it: ``uv_close`` does, and the socket is detached right
@@ -33,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import errno
+from contextvars import Context, copy_context
 import socket
 import sys
 from asyncio import constants, events, futures, protocols, trsock
@@ -57,6 +70,7 @@ _from_buffer = ffi.from_buffer
 _from_handle = ffi.from_handle
 _new = ffi.new
 _try_write = lib.uvl_try_write
+_copy_context = copy_context
 # asyncio.Server tracks its transports from 3.13 on (close_clients()).
 _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
 _FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
@@ -108,6 +122,11 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._stop_after_read = False
         self._alloc_error: tuple[BaseException, str] | None = None
         self._shutdown_req: Any = None
+        # Contexts, as asyncio's reader and writer Handles have them (see
+        # "Contexts" in the module doc): reads run in _read_context, write
+        # completions in _write_context.
+        self._read_context: Context = _copy_context()
+        self._write_context: Context | None = None
         self._set_write_buffer_limits()   # the default marks (as the mixin's __init__)
         self.set_protocol(protocol)
 
@@ -146,6 +165,9 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
                 self._server._attach(self)
             else:
                 self._server._attach()
+        # The reader's context: a copy of this one, as asyncio's reader Handle
+        # (made from the call_soon() below, in a copy of this context).
+        self._read_context = _copy_context()
         self._loop.call_soon(self._connection_made, waiter)
 
     def _connection_made(self, waiter: futures.Future[Any] | None) -> None:
@@ -198,6 +220,9 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         if self._closing or self._reading:
             return
         self._reading = True
+        # asyncio adds a new reader Handle here: reads from now on run in a
+        # copy of the caller's context.
+        self._read_context = _copy_context()
         if self._protocol_connected:
             self._read_start()
         if self._loop.get_debug():
@@ -332,6 +357,9 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
                     self._fatal_error(uv_error(n), "Fatal write error on socket transport")
                     return
                 n = 0
+            # What is queued now completes in a copy of this context, as
+            # asyncio's writer Handle, added by the write() that queues first.
+            self._write_context = _copy_context()
             req = _new("uv_write_t *")
             # libuv writes from this memory later: keep the from_buffer() cdata
             # itself (PyPy may move ``data`` once that is gone, and a bytes
@@ -427,6 +455,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         rest[0].base = rest[0].base + n
         rest[0].len = rest[0].len - n
         size = sum(rest[j].len for j in range(nbufs - first))
+        self._write_context = _copy_context()   # as in write()
         req = _new("uv_write_t *")
         rc = lib.uvl_writev(req, self._stream, rest, nbufs - first)
         if rc < 0:
@@ -750,7 +779,10 @@ class StreamServer:
                 self._retry = self._loop.call_later(constants.ACCEPT_RETRY_DELAY, self._start)
                 return
             conn.setblocking(False)
-            self._serve(conn, {"peername": addr})
+            # As asyncio's per-connection task: the factory, the transport
+            # and everything they schedule start from a copy of this context
+            # (the reader's: where serving started).
+            _copy_context().run(self._serve, conn, {"peername": addr})
 
     def _serve(self, conn: socket.socket, extra: dict[str, Any]) -> None:
         """A transport and protocol for the accepted ``conn``.  What fails
@@ -812,7 +844,8 @@ def uvl_on_alloc(handle: Any, suggested_size: int, buf: Any) -> None:
     if data == ffi.NULL:
         buf.len = 0
         return
-    ffi.from_handle(data)._on_alloc(buf)
+    self = ffi.from_handle(data)
+    self._read_context.run(self._on_alloc, buf)
 
 
 @ffi.def_extern(onerror=callback_error)
@@ -820,28 +853,35 @@ def uvl_on_stream_read(data: Any, nread: int) -> None:
     # uvl__read_cb (shim.c) passes stream->data, never NULL.
     self = _from_handle(data)
     if nread <= 0 or self._buffered:
-        self._on_read(nread)
+        self._read_context.run(self._on_read, nread)
         return
     # Bytes read into the loop's buffer: to data_received(), or to our TLS
     # protocol's BIO (_tls.py).  Inlined here: most reads take this path.
     feed = self._feed
     try:
         if feed is None:
-            self._protocol.data_received(self._read_bytes[:nread])
+            self._read_context.run(self._protocol.data_received, self._read_bytes[:nread])
         else:
-            feed(self._read_view[:nread])
+            self._read_context.run(feed, self._read_view[:nread])
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        self._fatal_error(exc, "Fatal error: protocol.data_received() call failed." if feed is None
-                          else "Fatal error: protocol.buffer_updated() call failed.")
+        self._read_context.run(
+            self._fatal_error, exc,
+            "Fatal error: protocol.data_received() call failed." if feed is None
+            else "Fatal error: protocol.buffer_updated() call failed.")
 
 
 @ffi.def_extern(onerror=callback_error)
 def uvl_on_write(req: Any, status: int) -> None:
     data = req.handle.data
     if data != ffi.NULL:
-        ffi.from_handle(data)._on_write(status)
+        self = ffi.from_handle(data)
+        ctx = self._write_context
+        if ctx is None:   # pragma: no cover - set whenever a write is queued
+            self._on_write(status)
+        else:
+            ctx.run(self._on_write, status)
 
 
 @ffi.def_extern(onerror=callback_error)
