@@ -2,9 +2,9 @@
 takes without warnings (pyproject.toml holds the static metadata):
 
 * the cffi extension: ``cffi_modules`` has no pyproject key yet;
-* the packages, and ``py.typed`` as their only data: ``uvloop_lite/_c`` (the
-  cdef and the shim) is build input, in the sdist (MANIFEST.in) but not
-  installed;
+* the packages, and ``py.typed`` and ``_uv.pyi`` (the extension's type stub)
+  as their only data: ``uvloop_lite/_c`` (the cdef and the shim) is build
+  input, in the sdist (MANIFEST.in) but not installed;
 * the version, read from ``uvloop_lite/_version.py`` without importing the
   package (which needs the extension);
 * the licence: setuptools 77 and later take an SPDX expression (PEP 639) and
@@ -54,7 +54,7 @@ if (platform.python_implementation() == "CPython"
 setup(
     version=_version(),
     packages=["uvloop_lite", "uvloop_lite._handles"],
-    package_data={"uvloop_lite": ["py.typed"]},
+    package_data={"uvloop_lite": ["py.typed", "_uv.pyi"]},
     include_package_data=False,
     cffi_modules=["build_uv.py:ffibuilder"],
     options=options,

@@ -100,7 +100,7 @@ def test_sdist_has_the_build_inputs(sdist: Path, source_copy: Path) -> None:
     required = {"pyproject.toml", "setup.py", "build_uv.py", "README.md", "MANIFEST.in",
                 "vendor/README.md", "vendor/libuv/LICENSE", "vendor/libuv/include/uv.h",
                 "uvloop_lite/_c/uv_cdef.h", "uvloop_lite/_c/shim.h",
-                "uvloop_lite/_c/shim.c", "uvloop_lite/py.typed",
+                "uvloop_lite/_c/shim.c", "uvloop_lite/py.typed", "uvloop_lite/_uv.pyi",
                 "uvloop_lite/pytest_plugin.py", "uvloop_lite/__main__.py"}
     missing = required - members
     assert not missing, sorted(missing)
@@ -153,6 +153,7 @@ def test_wheel_contents(source_copy: Path) -> None:
         names = set(zf.namelist())
     assert any(n.startswith("uvloop_lite/_uv.") and n.endswith(".so") for n in names)
     assert "uvloop_lite/pytest_plugin.py" in names
+    assert {"uvloop_lite/py.typed", "uvloop_lite/_uv.pyi"} <= names
     assert not any(n.startswith("uvloop_lite/_c/") for n in names)
     assert any(n.endswith(".dist-info/licenses/vendor/libuv/LICENSE") for n in names)
     if sys.implementation.name == "cpython":

@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from ._handles.udp import _HEADER, _SKIP, DatagramCommon, UVUDPTransport
+from ._typing import LoopBase
 
 __all__ = ["DatagramTransport", "DatagramMixin"]
 
@@ -23,9 +24,10 @@ class DatagramTransport(DatagramCommon):
     max_size = 256 * 1024   # bytes asked of each recvfrom()
 
     def __init__(self, loop: Any, sock: socket.socket, protocol: Any,
-                 address: Any = None, waiter: Any = None, extra: dict | None = None) -> None:
+                 address: Any = None, waiter: Any = None,
+                 extra: dict[str, Any] | None = None) -> None:
         self._init_datagram(loop, sock, protocol, address, extra)
-        self._buffer: collections.deque = collections.deque()
+        self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._connect(waiter)
 
     def _recv_start(self) -> None:
@@ -112,12 +114,12 @@ class DatagramTransport(DatagramCommon):
         self._loop._remove_writer(self._sock_fd)
 
 
-class DatagramMixin:
+class DatagramMixin(LoopBase):
     """The datagram hook of :class:`Loop` (create_datagram_endpoint itself is
     asyncio's BaseEventLoop code)."""
 
     def _make_datagram_transport(self, sock: socket.socket, protocol: Any, address: Any = None,
-                                 waiter: Any = None, extra: dict | None = None) -> Any:
+                                 waiter: Any = None, extra: dict[str, Any] | None = None) -> Any:
         # uv_udp_t for UDP; Unix datagram sockets (which it does not take), or
         # a socket libuv refuses to open, on uv_poll_t.
         if sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import operator
 import platform
 import socket
+from asyncio import futures
 from asyncio.log import logger
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._errors import gai_error
 from ._ffi import ffi, lib
 from ._handles.base import callback_error
+from ._typing import LoopBase
 
 __all__ = ["DnsMixin"]
 
@@ -28,6 +30,7 @@ _INT_MIN, _INT_MAX = -2 ** 31, 2 ** 31 - 1   # a C int, as getaddrinfo()'s hints
 # How this Python's socket module writes a scoped IPv6 host: CPython keeps the
 # scope id in the 4th item only, PyPy also appends "%<interface>".
 _SCOPE_IN_HOST = platform.python_implementation() == "PyPy"
+_T = TypeVar("_T")   # a request's result
 
 
 def _is_numeric_host(host: Any) -> bool:
@@ -116,7 +119,7 @@ def sockaddr_to_tuple(addr: Any) -> Any:
     return (family, b"")
 
 
-class _Request:
+class _Request(Generic[_T]):
     """A resolver request: its memory and its future live until libuv's
     callback (the loop holds it in ``_dns_requests``).
 
@@ -133,7 +136,7 @@ class _Request:
         self.req = ffi.gc(ffi.cast(ctype, req), lib.uvl_free)
         self.handle = ffi.new_handle(self)
         self.req.data = self.handle
-        self.fut = loop.create_future()
+        self.fut: futures.Future[_T] = loop.create_future()
         self.keep: list[Any] = []
         self.pending = True   # in libuv's hands: until its callback, or abandon()
         loop._dns_requests.add(self)
@@ -156,7 +159,7 @@ class _Request:
             self.req = None   # C frees it: never touched from Python again
         self.loop._dns_requests.discard(self)
 
-    async def wait(self, rc: int) -> Any:
+    async def wait(self, rc: int) -> _T:
         """The result, once libuv's callback came (``rc``: what submitting
         the request returned); cancelled with the awaiting task."""
         if rc < 0:
@@ -175,16 +178,16 @@ class _Request:
         self.loop._dns_requests.discard(self)
 
 
-class DnsMixin:
+class DnsMixin(LoopBase):
     """Name resolution of :class:`Loop`."""
 
-    _dns_requests: set
+    _dns_requests: set[_Request[Any]]
 
     def _init_dns(self) -> None:
         self._dns_requests = set()
 
     async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0, type: int = 0,
-                          proto: int = 0, flags: int = 0) -> list[tuple]:
+                          proto: int = 0, flags: int = 0) -> list[tuple[Any, ...]]:
         """Resolve ``host``/``port`` as socket.getaddrinfo() does, without
         blocking the loop."""
         t0 = self.time() if self._debug else 0.0
@@ -211,7 +214,7 @@ class DnsMixin:
         (logger.info if dt >= self.slow_callback_duration else logger.debug)(line)
 
     async def _uv_getaddrinfo(self, host: Any, port: Any, family: int, type: int,
-                              proto: int, flags: int) -> list[tuple]:
+                              proto: int, flags: int) -> list[tuple[Any, ...]]:
         node = _encode_host(host)
         service = _encode_port(port)
         if node is None and service is None:
@@ -232,13 +235,14 @@ class DnsMixin:
         hints.ai_flags = flags
         c_node = ffi.new("char[]", node) if node is not None else ffi.NULL
         c_service = ffi.new("char[]", service) if service is not None else ffi.NULL
+        request: _Request[list[tuple[Any, ...]]]
         request = _Request(self, "uv_getaddrinfo_t *")   # nothing may raise after this
         request.keep += [hints, c_node, c_service]
         rc = lib.uv_getaddrinfo(self._uv, request.req, lib.uvl_on_getaddrinfo,
                                 c_node, c_service, hints)
         return await request.wait(rc)
 
-    async def getnameinfo(self, sockaddr: tuple, flags: int = 0) -> tuple[str, str]:
+    async def getnameinfo(self, sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
         """Reverse-resolve ``sockaddr`` as socket.getnameinfo() does, without
         blocking the loop."""
         # Argument errors are socket.getnameinfo()'s own: their wording differs
@@ -261,6 +265,7 @@ class DnsMixin:
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
         if len(infos) > 1:
             raise OSError("sockaddr resolved to multiple addresses")
+        addr: Any   # (host, port, ...): a numeric IP address
         family, _, _, _, addr = infos[0]
         if family == _AF_INET6:
             sa: Any = ffi.new("struct sockaddr_in6 *")
@@ -276,7 +281,7 @@ class DnsMixin:
             rc = lib.uv_ip4_addr(addr[0].encode("ascii"), addr[1], sa)
         if rc < 0:
             raise gai_error(rc)
-        request = _Request(self, "uv_getnameinfo_t *")
+        request: _Request[tuple[str, str]] = _Request(self, "uv_getnameinfo_t *")
         request.keep.append(sa)
         rc = lib.uv_getnameinfo(self._uv, request.req, lib.uvl_on_getnameinfo,
                                 ffi.cast("struct sockaddr *", sa), flags)
@@ -293,13 +298,13 @@ class DnsMixin:
             request.abandon()
 
 
-def _settle(req: Any, status: int) -> _Request | None:
+def _settle(req: Any, status: int) -> _Request[Any] | None:
     """The request libuv's callback is for, if its future still awaits a
     result; an error or a cancellation is delivered here."""
     data = req.data
     if data == ffi.NULL:
         return None
-    request = ffi.from_handle(data)
+    request: _Request[Any] = ffi.from_handle(data)
     request.done()
     fut = request.fut
     if fut.done() or request.loop.is_closed():

@@ -20,10 +20,9 @@ import socket
 import threading
 import warnings
 from asyncio import format_helpers
-from asyncio.events import Handle
 from contextvars import copy_context as _copy_context
 from asyncio.log import logger
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import check
 from ._ffi import ffi, lib
@@ -39,6 +38,15 @@ from ._signals import SignalsMixin
 from ._sock import SockMixin
 from ._streams import StreamsMixin
 from ._subprocess import SubprocessMixin
+from ._typing import Handle
+
+if TYPE_CHECKING:
+    from contextvars import Context
+    from typing import Callable
+
+    from typing_extensions import Unpack
+
+    from ._typing import TimerHandle, Ts
 
 __all__ = ["Loop"]
 
@@ -159,7 +167,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     # libuv timer rounded up to the next millisecond, so a TimerHandle never
     # runs early), an I/O event, or a wake-up from call_soon_threadsafe().
 
-    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Handle:
+    def call_soon(self, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts],
+                  context: Context | None = None) -> Handle:
         """Schedule ``callback(*args)`` for the next iteration, in FIFO order."""
         if self._debug:   # asyncio's checks: thread, callback type, traceback
             handle = super().call_soon(callback, *args, context=context)
@@ -210,6 +219,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             # Due timers go ahead of what the I/O callbacks just scheduled, and
             # run now; any left by an exception run first next time.
             end = self.time() + self._clock_resolution
+            due: list[TimerHandle] | None
             due = []
             while scheduled and not scheduled[0]._when >= end:   # NaN: due
                 handle = heapq.heappop(scheduled)
@@ -244,7 +254,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                     raise
                 except BaseException as exc:
                     _report_callback_error(handle, exc)
-                    exc = None
+                    exc = None  # type: ignore[assignment]   # dropped, as handle is
         handle = None
 
     def _run_timed(self, handle: Handle) -> None:
@@ -258,7 +268,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                 logger.warning("Executing %s took %.3f seconds", _describe(handle), dt)
         finally:
             self._current_handle = None
-            handle = None   # see _run_ready
+            handle = None  # type: ignore[assignment]   # see _run_ready
 
     def _drop_cancelled_timers(self) -> None:
         """Forget cancelled TimerHandles: rebuild the heap when they are most
@@ -319,8 +329,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             self._sig_poll = UVPoll(self, self._sig_rsock.fileno(), self._on_signal_wakeup)
             self._sig_poll.start(READABLE)
             self._sig_poll.unref()
-        try:
-            old = signal.set_wakeup_fd(self._sig_wsock.fileno())
+        try:   # (the sockets were made with _sig_poll)
+            old = signal.set_wakeup_fd(self._sig_wsock.fileno())  # type: ignore[union-attr]
         except (ValueError, OSError):
             return None
         return (old,)
@@ -332,9 +342,9 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             pass
 
     def _on_signal_wakeup(self, poll: UVPoll, events: int, status: int) -> None:
-        try:
+        try:   # (the poll of _sig_rsock calls this)
             while True:
-                data = self._sig_rsock.recv(4096)
+                data = self._sig_rsock.recv(4096)  # type: ignore[union-attr]
                 if not data:
                     break
                 self._signals_seen(data)
@@ -389,12 +399,13 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                               f"handle(s): {leftovers!r}", ResourceWarning, source=self)
         finally:
             if errors:
-                exc = errors[0]
-                errors = leftovers = []
+                first: BaseException | None
+                first = errors[0]
+                errors, leftovers = [], []
                 try:
-                    raise exc
+                    raise first
                 finally:
-                    exc = None
+                    first = None
 
     def _transports_outlive_loop(self) -> None:
         """Stream transports left open keep a socket of their own, as

@@ -29,10 +29,16 @@ import sys
 import threading
 import warnings
 import weakref
-from asyncio import coroutines, events
-from typing import Any
+from asyncio import coroutines
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._handles.signal import UVSignal
+from ._typing import Handle, LoopBase
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._typing import Ts
 
 __all__ = ["SignalsMixin"]
 
@@ -52,10 +58,10 @@ def _libuv_watches(sig: int) -> bool:
     return sig == getattr(signal, "SIGCHLD", None)
 
 
-class SignalsMixin:
+class SignalsMixin(LoopBase):
     """Unix signal handlers of :class:`Loop`."""
 
-    _signal_handlers: dict[int, tuple[events.Handle, UVSignal | None]]
+    _signal_handlers: dict[int, tuple[Handle, UVSignal | None]]
     _pid: int
 
     def _init_signals(self) -> None:
@@ -67,7 +73,8 @@ class SignalsMixin:
         if sig not in signal.valid_signals():
             raise ValueError(f"invalid signal number {sig}")
 
-    def add_signal_handler(self, sig: int, callback: Any, *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[[Unpack[Ts]], object],
+                           *args: Unpack[Ts]) -> None:
         """Call ``callback(*args)`` from the loop whenever signal ``sig``
         arrives.  Main thread only, as with asyncio."""
         if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
@@ -83,7 +90,7 @@ class SignalsMixin:
                 raise RuntimeError(str(exc)) from None
             signal.set_wakeup_fd(old)
             raise RuntimeError("set_wakeup_fd only works in main thread of the main interpreter")
-        handle = events.Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, None)
         old_entry = self._signal_handlers.get(sig)
         if _libuv_watches(sig):
             # The new watcher starts before the old one stops: libuv would
@@ -114,7 +121,7 @@ class SignalsMixin:
         # after fork() the loop is unusable and its wake-up fd the parent's.
         if self._pid != os.getpid():
             return
-        self._ready.append(events.Handle(self._on_signal, (sig,), self, None))
+        self._ready.append(Handle(self._on_signal, (sig,), self, None))
         self._write_to_self()
 
     def _signals_seen(self, data: bytes) -> None:
@@ -127,7 +134,7 @@ class SignalsMixin:
         for sig in data:
             entry = self._signal_handlers.get(sig)
             if entry is not None and entry[1] is None and signal.getsignal(sig) is not _dispatch:
-                self._ready.append(events.Handle(self._on_signal, (sig,), self, None))
+                self._ready.append(Handle(self._on_signal, (sig,), self, None))
 
     def _on_signal(self, sig: int) -> None:
         entry = self._signal_handlers.get(sig)

@@ -34,10 +34,16 @@ import io
 import os
 import socket
 import weakref
-from asyncio import events, exceptions
-from typing import Any, Callable
+from asyncio import exceptions, futures
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 from ._handles.poll import DISCONNECT, READABLE, WRITABLE, UVPoll, UVPollGuard
+from ._typing import Handle, LoopBase
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._typing import Ts
 
 try:
     import ssl
@@ -88,7 +94,7 @@ class _SockWait:
 
     __slots__ = ("_cancelled", "fd", "step", "args")
 
-    def __init__(self, fd: int, step: Callable[..., Any], args: tuple) -> None:
+    def __init__(self, fd: int, step: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self._cancelled = False
         self.fd = fd
         self.step = step
@@ -98,11 +104,11 @@ class _SockWait:
         self._cancelled = True
 
 
-class SockMixin:
+class SockMixin(LoopBase):
     """add_reader/add_writer and the sock_* methods of :class:`Loop`."""
 
     _polls: dict[int, UVPoll]
-    _transports: dict[int, weakref.ref]
+    _transports: dict[int, weakref.ref[Any]]
 
     def _init_sock(self) -> None:
         self._polls = {}
@@ -252,13 +258,13 @@ class SockMixin:
         watcher.cancel()
         return True
 
-    def _add_reader(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
-        handle = events.Handle(callback, args, self, None)
+    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+        handle = Handle(callback, args, self, None)
         self._set_watcher(_fd_to_watch(fd), "reader", handle, None, fd)
         return handle
 
-    def _add_writer(self, fd: Any, callback: Any, *args: Any) -> events.Handle:
-        handle = events.Handle(callback, args, self, None)
+    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+        handle = Handle(callback, args, self, None)
         self._set_watcher(_fd_to_watch(fd), "writer", handle, None, fd)
         return handle
 
@@ -290,7 +296,8 @@ class SockMixin:
                 else:
                     self._ready.append(writer)
 
-    def add_reader(self, fd: Any, callback: Any, *args: Any) -> None:
+    def add_reader(self, fd: Any, callback: Callable[[Unpack[Ts]], object],
+                   *args: Unpack[Ts]) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable."""
         self._ensure_fd_no_transport(fd)
         self._add_reader(fd, callback, *args)
@@ -300,7 +307,8 @@ class SockMixin:
         self._ensure_fd_no_transport(fd)
         return self._remove_reader(fd)
 
-    def add_writer(self, fd: Any, callback: Any, *args: Any) -> None:
+    def add_writer(self, fd: Any, callback: Callable[[Unpack[Ts]], object],
+                   *args: Unpack[Ts]) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable."""
         self._ensure_fd_no_transport(fd)
         self._add_writer(fd, callback, *args)
@@ -353,7 +361,7 @@ class SockMixin:
             except OSError as exc:
                 self._report_watch_error(poll, exc)
 
-    def _retry(self, fut: Any, sock: socket.socket, method: str, args: tuple) -> None:
+    def _retry(self, fut: Any, sock: socket.socket, method: str, args: tuple[Any, ...]) -> None:
         """Run one non-blocking attempt for a waiting sock_* call.  The method
         is looked up on each attempt, as asyncio does."""
         if fut.done():
@@ -370,12 +378,27 @@ class SockMixin:
         else:
             fut.set_result(result)
 
+    # What sock.<method>(*args) returns, for mypy (the calls below).
+    @overload
+    async def _sock_io(self, sock: socket.socket, which: str, method: Literal["recv"],
+                       *args: Any) -> bytes: ...
+    @overload
+    async def _sock_io(self, sock: socket.socket, which: str,
+                       method: Literal["recv_into", "sendto"], *args: Any) -> int: ...
+    @overload
+    async def _sock_io(self, sock: socket.socket, which: str, method: Literal["recvfrom"],
+                       *args: Any) -> tuple[bytes, Any]: ...
+    @overload
+    async def _sock_io(self, sock: socket.socket, which: str,
+                       method: Literal["recvfrom_into"], *args: Any) -> tuple[int, Any]: ...
+
     async def _sock_io(self, sock: socket.socket, which: str, method: str, *args: Any) -> Any:
         _check_sock(self, sock)
         try:
             return getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
             pass
+        fut: futures.Future[Any] | None
         fut = self.create_future()
         wait = self._sock_wait(sock, which, self._retry, fut, sock, method, args)
         try:
@@ -394,11 +417,12 @@ class SockMixin:
         """Receive into ``buf``; return the number of bytes received."""
         return await self._sock_io(sock, "reader", "recv_into", buf)
 
-    async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple:
+    async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
         return await self._sock_io(sock, "reader", "recvfrom", bufsize)
 
-    async def sock_recvfrom_into(self, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple:
+    async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
+                                 nbytes: int = 0) -> tuple[int, Any]:
         """Receive a datagram into ``buf``: ``(nbytes, address)``."""
         if not nbytes:
             nbytes = len(buf)
@@ -417,6 +441,7 @@ class SockMixin:
             n = 0
         if n == len(data):
             return
+        fut: futures.Future[None] | None
         fut = self.create_future()
         wait = self._sock_wait(sock, "writer", self._sendall_step, fut, sock,
                                memoryview(data), [n])
@@ -426,7 +451,8 @@ class SockMixin:
             self._sock_unwait(wait, "writer")
             fut = None  # the exception's traceback holds this frame: no cycle
 
-    def _sendall_step(self, fut: Any, sock: socket.socket, view: memoryview, pos: list) -> None:
+    def _sendall_step(self, fut: Any, sock: socket.socket, view: memoryview,
+                      pos: list[int]) -> None:
         if fut.done():
             return
         try:
@@ -457,6 +483,7 @@ class SockMixin:
             pass
         else:
             return
+        fut: futures.Future[None] | None
         fut = self.create_future()
         wait = self._sock_wait(sock, "writer", self._connect_step, fut, sock, address)
         try:
@@ -482,7 +509,7 @@ class SockMixin:
         else:
             fut.set_result(None)
 
-    async def sock_accept(self, sock: socket.socket) -> tuple:
+    async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         """Accept a connection: ``(conn, address)``, ``conn`` non-blocking."""
         _check_sock(self, sock)
         try:
@@ -492,6 +519,7 @@ class SockMixin:
         else:
             conn.setblocking(False)
             return conn, address
+        fut: futures.Future[tuple[socket.socket, Any]] | None
         fut = self.create_future()
         wait = self._sock_wait(sock, "reader", self._accept_step, fut, sock)
         try:
@@ -531,6 +559,7 @@ class SockMixin:
         blocksize = count if count else fsize
         if not blocksize:
             return 0   # an empty file
+        fut: futures.Future[int] | None
         fut = self.create_future()
         state = _SendfileState(sock, fileno, offset, count, blocksize)
         self._sendfile_step(fut, state)

@@ -24,6 +24,7 @@ from ._handles.pipe import UnixTransport
 from ._handles.stream import StreamServer, UVStreamTransport
 from ._handles.tcp import TCPTransport
 from ._tls import SSLProtocol
+from ._typing import LoopBase, Server
 
 __all__ = ["StreamsMixin"]
 
@@ -34,7 +35,7 @@ def _is_unix(sock: socket.socket) -> bool:
     return sock.family == getattr(socket, "AF_UNIX", None)
 
 
-class StreamsMixin:
+class StreamsMixin(LoopBase):
     """Stream transports and servers of :class:`Loop`."""
 
     _servers: dict[socket.socket, StreamServer]
@@ -47,7 +48,8 @@ class StreamsMixin:
     # -- transports ------------------------------------------------------------
 
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None,
-                               *, extra: dict | None = None, server: Any = None) -> UVStreamTransport:
+                               *, extra: dict[str, Any] | None = None,
+                               server: Any = None) -> UVStreamTransport:
         self._check_closed()   # before libuv sees the closed loop
         cls = UnixTransport if _is_unix(sock) else TCPTransport
         transport = cls(self, protocol, extra, server)
@@ -74,12 +76,13 @@ class StreamsMixin:
 
     def _make_ssl_transport(self, rawsock: socket.socket, protocol: Any, sslcontext: Any,
                             waiter: Any = None, *, server_side: bool = False,
-                            server_hostname: str | None = None, extra: dict | None = None,
+                            server_hostname: str | None = None, extra: dict[str, Any] | None = None,
                             server: Any = None,
                             ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout: float | None = None,
                             call_connection_made: bool = True) -> Any:
-        if ssl_shutdown_timeout is None and _SSL_SHUTDOWN_TIMEOUT:
+        # (_SSL_SHUTDOWN_TIMEOUT spelled out, for mypy: 3.11's constant.)
+        if ssl_shutdown_timeout is None and sys.version_info >= (3, 11):
             ssl_shutdown_timeout = constants.SSL_SHUTDOWN_TIMEOUT
         ssl_protocol = self._make_ssl_protocol(
             protocol, sslcontext, waiter, server_side=server_side,
@@ -128,7 +131,7 @@ class StreamsMixin:
             self, protocol_factory: Any, path: Any = None, *, ssl: Any = None,
             sock: socket.socket | None = None, server_hostname: str | None = None,
             ssl_handshake_timeout: float | None = None,
-            ssl_shutdown_timeout: float | None = None) -> tuple:
+            ssl_shutdown_timeout: float | None = None) -> tuple[Any, Any]:
         """Connect to the Unix socket ``path`` (or use the connected ``sock``)."""
         if ssl:
             if server_hostname is None:
@@ -217,7 +220,7 @@ class StreamsMixin:
         args: list[Any] = [self, [sock], protocol_factory, ssl, backlog, ssl_handshake_timeout]
         if _SSL_SHUTDOWN_TIMEOUT:
             args.append(ssl_shutdown_timeout)
-        server = base_events.Server(*args)
+        server = Server(*args)
         if start_serving:
             server._start_serving()
             await tasks.sleep(0)

@@ -7,21 +7,22 @@ import weakref
 from typing import Any
 
 from ._handles.process import SubprocessTransport
+from ._typing import LoopBase
 
 __all__ = ["SubprocessMixin"]
 
 
-class SubprocessMixin:
+class SubprocessMixin(LoopBase):
     """Child processes of :class:`Loop`."""
 
-    _subprocesses: weakref.WeakSet
+    _subprocesses: weakref.WeakSet[SubprocessTransport]
 
     def _init_subprocess(self) -> None:
         self._subprocesses = weakref.WeakSet()
 
     async def _make_subprocess_transport(self, protocol: Any, args: Any, shell: bool,
                                          stdin: Any, stdout: Any, stderr: Any, bufsize: int,
-                                         extra: dict | None = None,
+                                         extra: dict[str, Any] | None = None,
                                          **kwargs: Any) -> SubprocessTransport:
         waiter = self.create_future()
         transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import ssl
 import sys
 from asyncio import sslproto
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["SSLProtocol"]
 
@@ -39,7 +39,43 @@ if sys.version_info >= (3, 11):
     _READING = (_State.WRAPPED, _State.FLUSHING)
     _AGAIN = sslproto.SSLAgainErrors
 
-    class SSLProtocol(sslproto.SSLProtocol):
+    if TYPE_CHECKING:
+        from asyncio import transports
+
+        class _AsyncioSSLProtocol(sslproto.SSLProtocol):
+            """For mypy: asyncio's SSLProtocol (3.11+) with the private
+            state and steps used here, which typeshed leaves out."""
+            _sslobj: Any   # an ssl.SSLObject, or the context's sslobject_class
+            _incoming: ssl.MemoryBIO
+            _outgoing: ssl.MemoryBIO
+            _state: sslproto.SSLProtocolState
+            _app_reading_paused: bool
+            _app_writing_paused: bool
+            _ssl_reading_paused: bool
+            _ssl_writing_paused: bool
+            _incoming_high_water: int
+            _outgoing_high_water: int
+            _app_transport_created: bool
+            # A Protocol or a BufferedProtocol (_app_protocol_is_buffer).
+            _app_protocol: Any
+            # Set from connection_made() to connection_lost(), when the
+            # methods below run.
+            _transport: transports.Transport
+
+            def _get_app_transport(self) -> sslproto._SSLProtocolTransport: ...
+            def _do_handshake(self) -> None: ...
+            def _do_flush(self) -> None: ...
+            def _do_shutdown(self) -> None: ...
+            def _do_read__buffered(self) -> None: ...
+            def _do_write(self) -> None: ...
+            def _process_outgoing(self) -> None: ...
+            def _control_ssl_reading(self) -> None: ...
+            def _control_app_writing(self) -> None: ...
+            def _call_eof_received(self) -> None: ...
+    else:
+        _AsyncioSSLProtocol = sslproto.SSLProtocol
+
+    class SSLProtocol(_AsyncioSSLProtocol):
         """asyncio's SSLProtocol with the fast paths described above."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -47,7 +83,10 @@ if sys.version_info >= (3, 11):
             sslobj = self._sslobj
             # The C object behind a standard SSLObject (its methods only
             # forward to it); a custom sslobject_class is called as it is.
-            self._uvl_ssl = sslobj._sslobj if type(sslobj) is ssl.SSLObject else sslobj
+            # (SSLObject._sslobj is private: typeshed does not declare it.)
+            self._uvl_ssl: Any = (
+                sslobj._sslobj  # type: ignore[attr-defined]
+                if type(sslobj) is ssl.SSLObject else sslobj)
 
         def _uvl_feed(self, data: Any) -> None:
             """buffer_updated() for bytes the transport read into its own
@@ -118,7 +157,7 @@ if sys.version_info >= (3, 11):
                 self._call_eof_received()
                 self._start_shutdown()
 
-        def _get_app_transport(self) -> Any:
+        def _get_app_transport(self) -> sslproto._SSLProtocolTransport:
             if self._app_transport is None and not self._app_transport_created:
                 self._app_transport = _AppTransport(self._loop, self)
                 self._app_transport_created = True
@@ -161,6 +200,8 @@ if sys.version_info >= (3, 11):
     class _AppTransport(sslproto._SSLProtocolTransport):
         """The transport the application sees: write() of bytes goes to the
         fast path when the protocol can take it there."""
+
+        _ssl_protocol: SSLProtocol | None
 
         def write(self, data: Any) -> None:
             proto = self._ssl_protocol

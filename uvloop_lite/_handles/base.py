@@ -66,14 +66,14 @@ raised by the next run calls, one each, as asyncio's ready queue does.
 from __future__ import annotations
 
 import threading
-from asyncio import events as _events
 from typing import TYPE_CHECKING, Any
 
 from .._errors import uv_error
 from .._ffi import ffi, lib
+from .._typing import Handle
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["UVHandle", "NEW", "OPEN", "CLOSING", "CLOSED", "callback_error", "pending_slot"]
 
@@ -129,7 +129,7 @@ def _reraise(exc: BaseException) -> None:
     raise exc
 
 
-def take_pending(slot: _Slot, loop: Loop) -> BaseException:
+def take_pending(slot: _Slot, loop: LoopBase) -> BaseException:
     """The exception to raise now; any raised after it in the same iteration
     go to the front of the loop's ready queue, to be raised in turn by the
     next run calls (callbacks the exception skipped go on)."""
@@ -138,8 +138,8 @@ def take_pending(slot: _Slot, loop: Loop) -> BaseException:
     if later:
         slot.later = []
         loop._ready.extendleft(
-            reversed([_events.Handle(_reraise, (e,), loop, None) for e in later]))
-    return exc
+            reversed([Handle(_reraise, (e,), loop, None) for e in later]))
+    return exc   # type: ignore[return-value]   # the caller saw slot.exc set
 
 
 class UVHandle:
@@ -149,7 +149,7 @@ class UVHandle:
     # No __slots__: transports combine this with asyncio's (slotted) Transport.
     _ctype = "uv_handle_t *"
 
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: LoopBase) -> None:
         if loop._uv_closed:
             raise RuntimeError("Event loop is closed")
         if loop._polls_idle:

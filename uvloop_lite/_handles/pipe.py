@@ -17,7 +17,7 @@ from .poll import READABLE, UVPoll
 from .stream import UVStreamTransport, _open_shared
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["UnixTransport", "ReadPipeTransport", "WritePipeTransport"]
 
@@ -26,7 +26,7 @@ class UnixTransport(UVStreamTransport):
     _ctype = "uv_pipe_t *"
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
-    def __init__(self, loop: Loop, protocol: Any, extra: dict | None = None,
+    def __init__(self, loop: LoopBase, protocol: Any, extra: dict[str, Any] | None = None,
                  server: Any = None) -> None:
         super().__init__(loop, protocol, extra, server)
         self._init_done(lib.uv_pipe_init(loop._uv, self._ptr, 0))
@@ -54,7 +54,7 @@ class _PipeTransport(UVStreamTransport):
     _start_tls_compatible = False
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None,
+    def __init__(self, loop: LoopBase, pipe: Any, protocol: Any, extra: dict[str, Any] | None,
                  share: bool = False) -> None:
         super().__init__(loop, protocol, extra)
         self._extra["pipe"] = pipe
@@ -119,7 +119,8 @@ class ReadPipeTransport(_PipeTransport):
     write = writelines = write_eof = can_write_eof = abort = _Absent()
     get_write_buffer_size = get_write_buffer_limits = set_write_buffer_limits = _Absent()
 
-    def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None = None) -> None:
+    def __init__(self, loop: LoopBase, pipe: Any, protocol: Any,
+                 extra: dict[str, Any] | None = None) -> None:
         mode = _pipe_mode(pipe)
         if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
             raise ValueError("Pipe transport is for pipes/sockets only.")
@@ -140,7 +141,8 @@ class WritePipeTransport(_PipeTransport):
     (or write_eof()) closes the pipe once everything queued is written.  The
     reader going away is noticed through a ``uv_poll_t`` on the pipe's own fd."""
 
-    def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None = None) -> None:
+    def __init__(self, loop: LoopBase, pipe: Any, protocol: Any,
+                 extra: dict[str, Any] | None = None) -> None:
         mode = _pipe_mode(pipe)
         is_fifo, is_socket = stat.S_ISFIFO(mode), stat.S_ISSOCK(mode)
         if not (stat.S_ISCHR(mode) or is_fifo or is_socket):

@@ -22,7 +22,7 @@ from .._ffi import ffi, lib
 from .base import OPEN, UVHandle, callback_error
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["UVPoll", "UVPollGuard", "READABLE", "WRITABLE", "DISCONNECT"]
 
@@ -38,7 +38,8 @@ class UVPoll(UVHandle):
 
     _ctype = "uvl_poll_t *"
 
-    def __init__(self, loop: Loop, fd: int, callback: Callable[[UVPoll, int, int], Any]) -> None:
+    def __init__(self, loop: LoopBase, fd: int,
+                 callback: Callable[[UVPoll, int, int], Any]) -> None:
         if loop._poll_guard is None:
             loop._poll_guard = UVPollGuard(loop)
         super().__init__(loop)
@@ -50,7 +51,7 @@ class UVPoll(UVHandle):
         self.sock: Any = None   # the socket object of the sock_* calls using it
         self.fileobj: Any = fd  # what add_reader/add_writer were given (see _sock.py)
         self._events = 0
-        self._callback = callback
+        self._callback: Callable[[UVPoll, int, int], Any] | None = callback
         self._init_done(lib.uvl_poll_init(loop._uv, self._poll, fd))
 
     @property
@@ -92,6 +93,6 @@ class UVPollGuard(UVHandle):
 
     _ctype = "uv_prepare_t *"
 
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: LoopBase) -> None:
         super().__init__(loop)
         self._init_done(lib.uvl_poll_guard_init(loop._uv, self._ptr))

@@ -33,7 +33,7 @@ import sys
 import threading
 from asyncio import base_subprocess
 from contextvars import Context, copy_context
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .._errors import uv_error
 from .._ffi import ffi, lib
@@ -41,7 +41,7 @@ from .base import OPEN, UVHandle, callback_error
 from .poll import READABLE, UVPoll
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["UVProcess", "SubprocessTransport"]
 
@@ -93,11 +93,11 @@ class UVProcess(UVHandle):
 
     _ctype = "uv_process_t *"
 
-    def __init__(self, loop: Loop, args: list[bytes], executable: bytes | None,
+    def __init__(self, loop: LoopBase, args: list[bytes], executable: bytes | None,
                  cwd: bytes | None, env: list[bytes] | None, stdio: list[int],
                  detached: bool, on_exit: Callable[[int], Any]) -> None:
         super().__init__(loop)
-        self._on_exit_cb = on_exit
+        self._on_exit_cb: Callable[[int], Any] | None = on_exit
         self.returncode: int | None = None
         keep = []   # C strings must live through uv_spawn()
 
@@ -191,7 +191,7 @@ def _exit_in_spawn_context() -> bool:
     return _EXIT_IN_SPAWN_CONTEXT
 
 
-def _check_pass_fds(fds: Any) -> list[int]:
+def _check_pass_fds(fds: Iterable[Any]) -> list[int]:
     """``pass_fds`` as Popen takes them (int() of each; Popen's ValueError
     for a negative or too large one, EBADF for one not open), before they
     size the stdio array: a negative fd would replace stderr, a huge one
@@ -320,6 +320,8 @@ class _ChildProc:
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     """asyncio.SubprocessTransport for a child process started through libuv."""
 
+    _loop: LoopBase   # a uvloop_lite loop made it (_subprocess.py)
+
     def _start(self, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any,
                bufsize: int, **kwargs: Any) -> None:
         self._exit_context = copy_context() if _exit_in_spawn_context() else Context()
@@ -335,7 +337,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     # -- uv_spawn -------------------------------------------------------------------
 
     def _start_spawn(self, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any,
-                     kwargs: dict) -> None:
+                     kwargs: dict[str, Any]) -> None:
         if shell:
             argv = [b"/bin/sh", b"-c", _no_nul(os.fsencode(args))]
         else:
@@ -414,8 +416,10 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         finally:
             for fd in to_close:
                 os.close(fd)
-        self._proc = _ChildProc(self._uvproc.pid, parent[0], parent[1], parent[2],
-                                self._uvproc.send_signal, self._uvproc.reaped_elsewhere)
+        # A Popen look-alike, of the Popen interface asyncio's transport uses.
+        self._proc = _ChildProc(  # type: ignore[assignment]
+            self._uvproc.pid, parent[0], parent[1], parent[2],
+            self._uvproc.send_signal, self._uvproc.reaped_elsewhere)
 
     def _child_exited(self, returncode: int) -> None:
         if self._returncode is None:
@@ -426,7 +430,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     _popen_waiter: threading.Thread | None = None
 
     def _start_popen(self, args: Any, shell: bool, stdin: Any, stdout: Any, stderr: Any,
-                     popen_only: dict, kwargs: dict) -> None:
+                     popen_only: dict[str, Any], kwargs: dict[str, Any]) -> None:
         proc = subprocess.Popen(args, shell=shell, stdin=stdin, stdout=stdout,
                                 stderr=stderr, bufsize=0, **kwargs)
         pidfd_open = getattr(os, "pidfd_open", None)
@@ -451,7 +455,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
                 name=f"uvloop_lite-reap-{proc.pid}")
             self._popen_waiter.start()
 
-    def _wait_popen(self, proc: subprocess.Popen) -> None:
+    def _wait_popen(self, proc: subprocess.Popen[Any]) -> None:
         """In the waiting thread: report the exit to the loop, if still open."""
         returncode = proc.wait()
         try:

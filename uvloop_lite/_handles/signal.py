@@ -16,7 +16,7 @@ from .._ffi import ffi, lib
 from .base import OPEN, UVHandle, callback_error
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["UVSignal"]
 
@@ -26,7 +26,7 @@ class UVSignal(UVHandle):
 
     _ctype = "uv_signal_t *"
 
-    def __init__(self, loop: Loop, signum: int, callback: Callable[[int], Any]) -> None:
+    def __init__(self, loop: LoopBase, signum: int, callback: Callable[[int], Any]) -> None:
         super().__init__(loop)
         self._callback = callback
         self._init_done(lib.uv_signal_init(loop._uv, self._ptr))

@@ -48,16 +48,17 @@ import errno
 from contextvars import Context, copy_context
 import socket
 import sys
-from asyncio import constants, events, futures, protocols, transports, trsock
+from asyncio import constants, events, futures, protocols, trsock
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
+from .._typing import FlowControlMixin
 from .base import OPEN, UVHandle, callback_error
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["UVStreamTransport", "StreamServer"]
 
@@ -78,15 +79,19 @@ _FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
 # _FlowControlMixin is private to asyncio, but asyncio's own sendfile fallback
 # insists on it (isinstance check), and it is asyncio's exact pause/resume
 # logic for the high/low water marks.  This is the one place it is used.
-class UVStreamTransport(UVHandle, transports._FlowControlMixin):
+class UVStreamTransport(UVHandle, FlowControlMixin):
     """A connected stream (``uv_tcp_t`` or ``uv_pipe_t``) as an asyncio Transport."""
 
     _ctype = "uv_stream_t *"
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop: Loop, protocol: protocols.BaseProtocol,
-                 extra: dict | None = None, server: Any = None) -> None:
+    if TYPE_CHECKING:   # each kind of stream (tcp.py, pipe.py) has its own
+        def _uv_open(self, fd: int) -> int: ...
+        def _accepted(self) -> None: ...
+
+    def __init__(self, loop: LoopBase, protocol: protocols.BaseProtocol,
+                 extra: dict[str, Any] | None = None, server: Any = None) -> None:
         UVHandle.__init__(self, loop)
         self._stream = ffi.cast("uv_stream_t *", self._ptr)
         self._extra = dict(extra) if extra else {}
@@ -105,16 +110,17 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._reading = True           # reading wanted (not paused)
         self._read_started = False     # uv_read_start in effect
         self._protocol_connected = False
-        self._pending: collections.deque = collections.deque()  # (req, keepalive, size)
+        # (req, keepalive, size)
+        self._pending: collections.deque[tuple[Any, Any, int]] = collections.deque()
         self._buffer_size = 0
-        self._empty_waiter: futures.Future | None = None
+        self._empty_waiter: futures.Future[None] | None = None
         self._read_keep: Any = None    # the get_buffer() buffer of the read in progress
         # libuv calls the read callback right after the alloc callback, through
         # the pointer uv_read_stop() clears: a stop asked for from inside
         # get_buffer() waits for that read callback.
         self._in_alloc = False
         self._stop_after_read = False
-        self._alloc_error: tuple | None = None   # (exception, message)
+        self._alloc_error: tuple[BaseException, str] | None = None
         self._shutdown_req: Any = None
         # Contexts, as asyncio's reader and writer Handles have them (see
         # "Contexts" in the module doc): reads run in _read_context, write
@@ -140,7 +146,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             _release(self._sock)
         UVHandle.close(self)
 
-    def _start(self, waiter: futures.Future | None) -> None:
+    def _start(self, waiter: futures.Future[Any] | None) -> None:
         """Schedule connection_made(), then reading, then the waiter, in that
         order, as asyncio's transports do."""
         # Like asyncio, take the addresses now: they stay available after the
@@ -164,7 +170,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._read_context = _copy_context()
         self._loop.call_soon(self._connection_made, waiter)
 
-    def _connection_made(self, waiter: futures.Future | None) -> None:
+    def _connection_made(self, waiter: futures.Future[Any] | None) -> None:
         # Also when the transport was closed meanwhile: as with asyncio, the
         # protocol then sees connection_made() and right after connection_lost().
         self._protocol_connected = True
@@ -192,7 +198,9 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
             self._read_start()
 
     def get_protocol(self) -> protocols.BaseProtocol:
-        return self._protocol
+        # _protocol is Any: the methods of Protocol or BufferedProtocol are
+        # called on it, as _buffered says.
+        return self._protocol   # type: ignore[no-any-return]
 
     def is_closing(self) -> bool:
         return self._closing
@@ -510,7 +518,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
 
     # -- sendfile support ----------------------------------------------------------
 
-    def _make_empty_waiter(self) -> futures.Future:
+    def _make_empty_waiter(self) -> futures.Future[None]:
         if self._empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
         self._empty_waiter = self._loop.create_future()
@@ -667,7 +675,7 @@ def _open_shared(handle: Any, sock: socket.socket) -> None:
         raise uv_error(rc)
 
 
-def drop_watchers(loop: Loop, fd: int) -> None:
+def drop_watchers(loop: LoopBase, fd: int) -> None:
     """The transport made on ``fd`` replaces its reader and writer (asyncio's
     transport replaces the reader too); their poll closes now, as libuv lets
     only one watcher per fd number in."""
@@ -709,7 +717,7 @@ class StreamServer:
     for ``ACCEPT_RETRY_DELAY``; the clients wait in the backlog meanwhile.
     """
 
-    def __init__(self, loop: Loop, sock: socket.socket, protocol_factory: Callable[[], Any],
+    def __init__(self, loop: LoopBase, sock: socket.socket, protocol_factory: Callable[[], Any],
                  sslcontext: Any, server: Any, backlog: int,
                  ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any) -> None:
         self._loop = loop
@@ -738,7 +746,8 @@ class StreamServer:
             self._retry.cancel()
             self._retry = None
         self._stop_reading()
-        self._protocol_factory = self._sslcontext = self._server = None
+        # A closed server serves no more: _serve() never runs again.
+        self._protocol_factory = self._sslcontext = self._server = None  # type: ignore[assignment]
 
     def _stop_reading(self) -> None:
         if self._reading:
@@ -775,7 +784,7 @@ class StreamServer:
             # (the reader's: where serving started).
             _copy_context().run(self._serve, conn, {"peername": addr})
 
-    def _serve(self, conn: socket.socket, extra: dict) -> None:
+    def _serve(self, conn: socket.socket, extra: dict[str, Any]) -> None:
         """A transport and protocol for the accepted ``conn``.  What fails
         here drops that connection only; KeyboardInterrupt and SystemExit
         leave the loop as with asyncio, and accepting goes on afterwards."""
@@ -806,12 +815,13 @@ class StreamServer:
                     context["protocol"] = protocol
                 loop.call_exception_handler(context)
             return
+        # (mypy infers no lambda with more parameters than the callback has.)
         waiter.add_done_callback(
-            lambda fut, tr=transport, pr=protocol, app=ssl_protocol._app_transport:
-            _ssl_accept_done(loop, fut, tr, pr, app))
+            lambda fut, tr=transport, pr=protocol,  # type: ignore[misc]
+            app=ssl_protocol._app_transport: _ssl_accept_done(loop, fut, tr, pr, app))
 
 
-def _ssl_accept_done(loop: Loop, fut: futures.Future, transport: UVStreamTransport,
+def _ssl_accept_done(loop: LoopBase, fut: futures.Future[Any], transport: UVStreamTransport,
                      app_protocol: Any = None, app_transport: Any = None) -> None:
     if fut.cancelled():
         return

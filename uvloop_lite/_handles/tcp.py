@@ -10,7 +10,7 @@ from .._ffi import lib
 from .stream import UVStreamTransport
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["TCPTransport"]
 
@@ -19,7 +19,7 @@ class TCPTransport(UVStreamTransport):
     _ctype = "uv_tcp_t *"
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
-    def __init__(self, loop: Loop, protocol: Any, extra: dict | None = None,
+    def __init__(self, loop: LoopBase, protocol: Any, extra: dict[str, Any] | None = None,
                  server: Any = None) -> None:
         super().__init__(loop, protocol, extra, server)
         self._init_done(lib.uv_tcp_init(loop._uv, self._ptr))

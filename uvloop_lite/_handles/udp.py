@@ -44,17 +44,18 @@ import collections
 import contextvars
 import socket
 import sys
-from asyncio import constants, events, format_helpers, transports, trsock
+from asyncio import constants, format_helpers, transports, trsock
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any
 
 from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
+from .._typing import FlowControlMixin, Handle
 from .base import OPEN, UVHandle, callback_error
 from .stream import drop_watchers
 
 if TYPE_CHECKING:
-    from .._loop import Loop
+    from .._typing import LoopBase
 
 __all__ = ["UVUDPTransport"]
 
@@ -95,7 +96,7 @@ def _peer_tuple(key: bytes) -> Any:
     return None   # pragma: no cover - a UDP socket of another family
 
 
-def _sockaddr(family: int, addr: tuple) -> bytes | None:
+def _sockaddr(family: int, addr: tuple[Any, ...]) -> bytes | None:
     """``addr`` as a struct sockaddr when it is exactly what socket.sendto()
     would make of it without a lookup or an error; else None."""
     n = len(addr)
@@ -142,7 +143,7 @@ def _set_result_unless_cancelled(fut: Any, result: Any) -> None:
 _SKIP = object()   # _sendto_checks(): nothing to send
 
 
-class DatagramCommon(transports._FlowControlMixin, transports.DatagramTransport):
+class DatagramCommon(FlowControlMixin, transports.DatagramTransport):
     """What both datagram transports share (this one and the uv_poll one in
     _datagram.py): start-up, protocol, reading state, socket errors, and the
     send queue's part in close(), abort() and connection_lost().  A subclass
@@ -159,13 +160,20 @@ class DatagramCommon(transports._FlowControlMixin, transports.DatagramTransport)
     _buffer_size: int
     _address: Any
     _conn_lost: int
+    _loop: LoopBase
+    # None once connection_lost() ran: nothing sends or reads any more then
+    # (_sendto_checks() and _conn_lost see to it).
     _sock: Any
     _sock_fd: int
     _connected: bool
-    _extra: dict
+    _extra: dict[str, Any]
+
+    if TYPE_CHECKING:   # each transport's own
+        def _recv_start(self) -> None: ...
+        def _recv_stop(self) -> None: ...
 
     def _init_datagram(self, loop: Any, sock: socket.socket, protocol: Any,
-                       address: Any, extra: dict | None) -> None:
+                       address: Any, extra: dict[str, Any] | None) -> None:
         """The state both transports start with (before their own)."""
         transports._FlowControlMixin.__init__(self, extra, loop)
         self._record_socket(sock)
@@ -338,17 +346,18 @@ class UVUDPTransport(DatagramCommon, UVHandle):
     _ctype = "uv_udp_t *"
     max_size = 256 * 1024   # asyncio's; reads use the loop's buffer of this size
 
-    def __init__(self, loop: Loop, sock: socket.socket, protocol: Any,
-                 address: Any = None, waiter: Any = None, extra: dict | None = None) -> None:
+    def __init__(self, loop: LoopBase, sock: socket.socket, protocol: Any,
+                 address: Any = None, waiter: Any = None,
+                 extra: dict[str, Any] | None = None) -> None:
         UVHandle.__init__(self, loop)
         self._init_datagram(loop, sock, protocol, address, extra)
         self._family = sock.family
         self._recv_started = False
-        self._read_handle: events.Handle | None = None
+        self._read_handle: Handle | None = None
         self._read_context: contextvars.Context | None = None
-        self._write_handle: events.Handle | None = None
-        self._pending: collections.deque = collections.deque()    # (req, data, size)
-        self._deferred: collections.deque = collections.deque()   # (data, addr, size)
+        self._write_handle: Handle | None = None
+        self._pending: collections.deque[tuple[Any, Any, int]] = collections.deque()
+        self._deferred: collections.deque[tuple[bytes, Any, int]] = collections.deque()
         self._writer_watched = False   # _deferred waits for writability
         self._peers: dict[bytes, Any] = {}        # raw sockaddr -> address tuple
         self._read_bytes = loop._read_bytes       # where every read lands
@@ -366,7 +375,7 @@ class UVUDPTransport(DatagramCommon, UVHandle):
 
     def _recv_start(self) -> None:
         # As asyncio's add_reader(): a new Handle, in the caller's context.
-        self._read_handle = events.Handle(self._read_ready, (), self._loop, None)
+        self._read_handle = Handle(self._read_ready, (), self._loop, None)
         self._read_context = self._read_handle._context
         if self._recv_started or self._state != OPEN:
             return
@@ -515,7 +524,7 @@ class UVUDPTransport(DatagramCommon, UVHandle):
             return
         if self._write_handle is None:
             # As asyncio's add_writer(): the callback's Handle, in this context.
-            self._write_handle = events.Handle(self._sendto_ready, (), self._loop, None)
+            self._write_handle = Handle(self._sendto_ready, (), self._loop, None)
         self._pending.append((req, (buf, pinned), size))
         self._buffer_size += size
         self._maybe_pause_protocol()
@@ -543,7 +552,8 @@ class UVUDPTransport(DatagramCommon, UVHandle):
     def _unwatch_writer(self) -> None:
         if self._writer_watched:
             self._writer_watched = False
-            sock, self._writer_sock = self._writer_sock, None
+            sock: socket.socket   # set while _writer_watched
+            sock, self._writer_sock = self._writer_sock, None  # type: ignore[assignment]
             self._loop._remove_writer(sock.fileno())
             self._loop._close_idle_polls()   # its poll goes before its fd
             sock.close()
@@ -645,7 +655,7 @@ class UVUDPTransport(DatagramCommon, UVHandle):
         UVHandle._on_close(self)
 
 
-def _callback_failed(handle: events.Handle, exc: BaseException) -> None:
+def _callback_failed(handle: Handle, exc: BaseException) -> None:
     """Report ``exc`` as ``handle._run()`` would have."""
     cb = format_helpers._format_callback_source(handle._callback, handle._args)
     context = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
