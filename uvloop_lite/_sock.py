@@ -25,12 +25,20 @@ refuses a fd it is told to watch: ``_handles/poll.py`` keeps such stale polls
 away from libuv.  Starting a stale poll raises what asyncio's selector raises
 for the same change (``PermissionError`` for a regular file, ...); as with
 asyncio's selector, the fd's watchers are then dropped.
+
+``sock_recv(sock, n)`` and ``sock_recvfrom(sock, n)`` with a large ``n`` (the
+usual "whatever is there": 256 KiB) read into one buffer of the loop's and
+return a copy of what arrived: ``sock.recv(n)`` itself would allocate ``n``
+bytes on every call, which malloc serves above 128 KiB with an
+mmap/munmap pair (on PyPy too).  The buffer is a private anonymous mapping:
+only the pages a read wrote to take memory.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import mmap
 import os
 import socket
 import weakref
@@ -50,6 +58,22 @@ _INET_FAMILIES = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
 
 
 _FD_MAX = 2**31 - 1   # a C int: libuv's fds
+
+# sock_recv(n)/sock_recvfrom(n) read through the loop's buffer for
+# _RECV_BUF_MIN < n <= _RECV_BUF_SIZE: up to 64 KiB, recv(n)'s own allocation
+# is cheaper than the copy; beyond the buffer, recv(n) allocates as asyncio's.
+_RECV_BUF_MIN = 64 * 1024
+_RECV_BUF_SIZE = 1024 * 1024
+_PLAIN_SOCKET = socket.socket
+
+
+def _reads_plainly(sock: Any, read: str, read_into: str) -> bool:
+    """Whether ``sock.<read_into>`` into a buffer is what ``sock.<read>``
+    does: a socket.socket, or a subclass that overrides neither."""
+    cls = type(sock)   # not __class__: a Mock(spec=socket) says socket
+    return cls is _PLAIN_SOCKET or (
+        getattr(cls, read, None) is getattr(_PLAIN_SOCKET, read) and
+        getattr(cls, read_into, None) is getattr(_PLAIN_SOCKET, read_into))
 
 
 def _fileno_of(fileobj: Any) -> int:
@@ -110,6 +134,11 @@ class SockMixin:
         self._polls_idle: list[UVPoll] = []      # to close before the next uv_run()
         self._polls_changed = False              # that list has polls
         self._poll_guard: UVPollGuard | None = None   # made with the first poll
+        # The recv buffer (see the module's doc), made on first use; a call
+        # takes it out of the list while it reads, so that a second reader
+        # (another thread misusing the loop) cannot share it.
+        self._recv_bufs: list[mmap.mmap] = []
+        self._recv_buf_made = False
 
     # -- readiness -------------------------------------------------------------
 
@@ -319,6 +348,8 @@ class SockMixin:
             poll.close()
         self._polls.clear()
         self._polls_idle.clear()
+        self._recv_bufs.clear()   # sock_recv() then allocates, as asyncio's
+        self._recv_buf_made = True
         if self._poll_guard is not None:
             self._poll_guard.close()
             self._poll_guard = None
@@ -384,10 +415,79 @@ class SockMixin:
             self._sock_unwait(wait, which)
             fut = None  # the exception's traceback holds this frame: no cycle
 
+    # -- reading through the loop's buffer ---------------------------------------
+
+    def _take_recv_buf(self) -> mmap.mmap | None:
+        try:
+            return self._recv_bufs.pop()   # atomic, as is append()
+        except IndexError:
+            pass
+        if self._recv_buf_made:
+            return None   # in use, or the loop is closed
+        self._recv_buf_made = True
+        try:   # private: a forked child's copy is its own
+            return mmap.mmap(-1, _RECV_BUF_SIZE, flags=mmap.MAP_PRIVATE)
+        except OSError:
+            return None   # recv(n) allocates, from now on
+
+    def _recv_buffered(self, sock: socket.socket, n: int) -> bytes:
+        """``sock.recv(n)`` through the loop's buffer."""
+        buf = self._take_recv_buf()
+        if buf is None:
+            return sock.recv(n)
+        try:
+            return buf[:sock.recv_into(buf, n)]
+        finally:
+            self._recv_bufs.append(buf)
+
+    def _recvfrom_buffered(self, sock: socket.socket, n: int) -> tuple:
+        """``sock.recvfrom(n)`` through the loop's buffer."""
+        buf = self._take_recv_buf()
+        if buf is None:
+            return sock.recvfrom(n)
+        try:
+            size, address = sock.recvfrom_into(buf, n)
+            return buf[:size], address
+        finally:
+            self._recv_bufs.append(buf)
+
+    async def _sock_read(self, sock: socket.socket, read: Callable[..., Any], n: int) -> Any:
+        """``_sock_io()`` for ``read(sock, n)``."""
+        _check_sock(self, sock)
+        try:
+            return read(sock, n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        wait = self._sock_wait(sock, "reader", self._read_step, fut, read, sock, n)
+        try:
+            return await fut
+        finally:
+            self._sock_unwait(wait, "reader")
+            fut = None  # the exception's traceback holds this frame: no cycle
+
+    def _read_step(self, fut: Any, read: Callable[..., Any], sock: socket.socket, n: int) -> None:
+        if fut.done():
+            return
+        try:
+            result = read(sock, n)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut = None  # held by this frame, in the exception's traceback
+        else:
+            fut.set_result(result)
+
     # -- the sock_* coroutines ---------------------------------------------------------
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to ``n`` bytes from the non-blocking ``sock``."""
+        if n.__class__ is int and _RECV_BUF_MIN < n <= _RECV_BUF_SIZE and \
+                _reads_plainly(sock, "recv", "recv_into"):
+            return await self._sock_read(sock, self._recv_buffered, n)
         return await self._sock_io(sock, "reader", "recv", n)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
@@ -396,6 +496,9 @@ class SockMixin:
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple:
         """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
+        if bufsize.__class__ is int and _RECV_BUF_MIN < bufsize <= _RECV_BUF_SIZE and \
+                _reads_plainly(sock, "recvfrom", "recvfrom_into"):
+            return await self._sock_read(sock, self._recvfrom_buffered, bufsize)
         return await self._sock_io(sock, "reader", "recvfrom", bufsize)
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple:
