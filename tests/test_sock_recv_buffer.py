@@ -371,18 +371,19 @@ def test_buffer_in_use_falls_back_to_recv(uv_loop):
         with a, b:
             b.send(b"one")
             first = await uv_loop.sock_recv(a, 262144)
-            buf = uv_loop._take_recv_buf()
-            assert buf is not None
+            buf = uv_loop._recv_bufs.pop()   # as a reader in another thread
             try:
-                assert uv_loop._take_recv_buf() is None
+                assert not uv_loop._recv_bufs
                 b.send(b"two")
                 second = await uv_loop.sock_recv(a, 262144)
             finally:
                 uv_loop._recv_bufs.append(buf)
             b.send(b"three")
-            return first, second, await uv_loop.sock_recv(a, 262144)
+            third = await uv_loop.sock_recv(a, 262144)
+            only_one = len(uv_loop._recv_bufs) == 1 and uv_loop._recv_bufs[0] is buf
+            return first, second, third, only_one
 
-    assert uv_loop.run_until_complete(main()) == (b"one", b"two", b"three")
+    assert uv_loop.run_until_complete(main()) == (b"one", b"two", b"three", True)
 
 
 @pytest.mark.skipif(platform.python_implementation() != "CPython",

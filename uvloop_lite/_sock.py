@@ -417,11 +417,9 @@ class SockMixin:
 
     # -- reading through the loop's buffer ---------------------------------------
 
-    def _take_recv_buf(self) -> mmap.mmap | None:
-        try:
-            return self._recv_bufs.pop()   # atomic, as is append()
-        except IndexError:
-            pass
+    def _new_recv_buf(self) -> mmap.mmap | None:
+        """The buffer, made on first use; None if it is in use (taken out of
+        ``_recv_bufs``: list.pop() and append() are atomic) or gone."""
         if self._recv_buf_made:
             return None   # in use, or the loop is closed
         self._recv_buf_made = True
@@ -432,38 +430,44 @@ class SockMixin:
 
     def _recv_buffered(self, sock: socket.socket, n: int) -> bytes:
         """``sock.recv(n)`` through the loop's buffer."""
-        buf = self._take_recv_buf()
-        if buf is None:
-            return sock.recv(n)
+        bufs = self._recv_bufs
+        try:
+            buf = bufs.pop()
+        except IndexError:
+            buf = self._new_recv_buf()
+            if buf is None:
+                return sock.recv(n)
         try:
             return buf[:sock.recv_into(buf, n)]
         finally:
-            self._recv_bufs.append(buf)
+            bufs.append(buf)
 
     def _recvfrom_buffered(self, sock: socket.socket, n: int) -> tuple:
         """``sock.recvfrom(n)`` through the loop's buffer."""
-        buf = self._take_recv_buf()
-        if buf is None:
-            return sock.recvfrom(n)
+        bufs = self._recv_bufs
+        try:
+            buf = bufs.pop()
+        except IndexError:
+            buf = self._new_recv_buf()
+            if buf is None:
+                return sock.recvfrom(n)
         try:
             size, address = sock.recvfrom_into(buf, n)
             return buf[:size], address
         finally:
-            self._recv_bufs.append(buf)
+            bufs.append(buf)
 
-    async def _sock_read(self, sock: socket.socket, read: Callable[..., Any], n: int) -> Any:
-        """``_sock_io()`` for ``read(sock, n)``."""
-        _check_sock(self, sock)
-        try:
-            return read(sock, n)
-        except (BlockingIOError, InterruptedError):
-            pass
+    async def _sock_await(self, sock: socket.socket, which: str,
+                          step: Callable[..., Any], *args: Any) -> Any:
+        """The waiting half of ``_sock_io()``: ``step(fut, *args)`` runs each
+        time ``sock`` is ready (``which``: "reader" or "writer") until it
+        sets ``fut``'s result."""
         fut = self.create_future()
-        wait = self._sock_wait(sock, "reader", self._read_step, fut, read, sock, n)
+        wait = self._sock_wait(sock, which, step, fut, *args)
         try:
             return await fut
         finally:
-            self._sock_unwait(wait, "reader")
+            self._sock_unwait(wait, which)
             fut = None  # the exception's traceback holds this frame: no cycle
 
     def _read_step(self, fut: Any, read: Callable[..., Any], sock: socket.socket, n: int) -> None:
@@ -485,10 +489,20 @@ class SockMixin:
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to ``n`` bytes from the non-blocking ``sock``."""
-        if n.__class__ is int and _RECV_BUF_MIN < n <= _RECV_BUF_SIZE and \
-                _reads_plainly(sock, "recv", "recv_into"):
-            return await self._sock_read(sock, self._recv_buffered, n)
-        return await self._sock_io(sock, "reader", "recv", n)
+        _check_sock(self, sock)
+        if n.__class__ is int and _RECV_BUF_MIN < n <= _RECV_BUF_SIZE and (
+                type(sock) is _PLAIN_SOCKET or _reads_plainly(sock, "recv", "recv_into")):
+            try:
+                return self._recv_buffered(sock, n)
+            except (BlockingIOError, InterruptedError):
+                pass
+            return await self._sock_await(sock, "reader", self._read_step,
+                                          self._recv_buffered, sock, n)
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_await(sock, "reader", self._retry, sock, "recv", (n,))
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into ``buf``; return the number of bytes received."""
@@ -496,10 +510,22 @@ class SockMixin:
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple:
         """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
-        if bufsize.__class__ is int and _RECV_BUF_MIN < bufsize <= _RECV_BUF_SIZE and \
-                _reads_plainly(sock, "recvfrom", "recvfrom_into"):
-            return await self._sock_read(sock, self._recvfrom_buffered, bufsize)
-        return await self._sock_io(sock, "reader", "recvfrom", bufsize)
+        _check_sock(self, sock)
+        if bufsize.__class__ is int and _RECV_BUF_MIN < bufsize <= _RECV_BUF_SIZE and (
+                type(sock) is _PLAIN_SOCKET or
+                _reads_plainly(sock, "recvfrom", "recvfrom_into")):
+            try:
+                return self._recvfrom_buffered(sock, bufsize)
+            except (BlockingIOError, InterruptedError):
+                pass
+            return await self._sock_await(sock, "reader", self._read_step,
+                                          self._recvfrom_buffered, sock, bufsize)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_await(sock, "reader", self._retry, sock, "recvfrom",
+                                      (bufsize,))
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple:
         """Receive a datagram into ``buf``: ``(nbytes, address)``."""
