@@ -47,7 +47,7 @@ import sys
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-MODES = ("proto", "streams", "sock", "http", "tls")
+MODES = ("proto", "streams", "sock", "http", "tls", "sock256k")
 # The tls server's certificate (servers.py), trusted as its own CA.
 TLS_CAFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "tests", "data", "localhost-cert.pem")

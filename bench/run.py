@@ -12,6 +12,7 @@ Workloads (bench/servers.py), each with 1 KiB, 10 KiB and 100 KiB messages
 ``proto``    echo server on an ``asyncio.Protocol``
 ``streams``  echo server on ``asyncio.start_server`` (read / write / drain)
 ``sock``     echo server on ``sock_accept`` / ``sock_recv`` / ``sock_sendall``
+``sock256k`` ``sock`` with ``sock_recv(conn, 262144)`` (not in the default set)
 ``http``     HTTP/1.1 keep-alive server (minimal parsing, fixed body)
 ``tls``      the ``proto`` echo server with ``ssl=`` (TLS 1.3); the client's
              loop links OpenSSL (bench/loadgen_tls.c), or is Python's ssl
@@ -45,7 +46,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MODES = ("proto", "streams", "sock", "http", "tls")
+MODES = ("proto", "streams", "sock", "http", "tls", "sock256k")
+DEFAULT_MODES = MODES[:5]   # sock256k on request (--modes sock256k)
 SIZES = (1024, 10 * 1024, 100 * 1024)
 ALL_LOOPS = ("asyncio", "uvloop", "uvloop_lite")
 
@@ -264,7 +266,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="load client's request loop: C (built with cffi on first "
                          "use) or Python; auto: C if it builds")
     # Lists: comma- or space-separated (--modes proto,tls or --modes proto tls).
-    ap.add_argument("--modes", nargs="+", default=[",".join(MODES)],
+    ap.add_argument("--modes", nargs="+", default=[",".join(DEFAULT_MODES)],
                     help=f"workloads, comma- or space-separated ({','.join(MODES)})")
     ap.add_argument("--sizes", nargs="+", default=[",".join(str(s) for s in SIZES)],
                     help=f"message sizes in bytes ({','.join(str(s) for s in SIZES)})")

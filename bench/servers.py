@@ -8,6 +8,8 @@ until it is killed.  The same server code runs on every loop:
 ``proto``    echo with an ``asyncio.Protocol`` (data_received -> transport.write)
 ``streams``  echo with ``asyncio.start_server`` (reader.read / writer.write / drain)
 ``sock``     echo with ``loop.sock_accept`` / ``sock_recv`` / ``sock_sendall``
+``sock256k`` ``sock`` with ``sock_recv(conn, 262144)``: a common "whatever is
+             there" size, which asyncio allocates in full on every call
 ``http``     HTTP/1.1 keep-alive on a Protocol: request line and headers parsed,
              ``GET /<n>`` answered with a fixed body of n bytes
 ``tls``      the ``proto`` echo server with ``ssl=``: the loop's TLS (asyncio's
@@ -25,7 +27,7 @@ import sys
 from typing import Any, Callable, Dict, Optional
 
 LOOPS = ("asyncio", "uvloop", "uvloop_lite")
-MODES = ("proto", "streams", "sock", "http", "tls")
+MODES = ("proto", "streams", "sock", "http", "tls", "sock256k")
 _DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data")
 TLS_CERT = os.path.join(_DATA, "localhost-cert.pem")
 TLS_KEY = os.path.join(_DATA, "localhost-key.pem")
@@ -36,6 +38,8 @@ _READ_SIZE = 256 * 1024
 # sock_recv(n) allocates n bytes up front: above 128 KiB glibc serves that with
 # mmap/munmap on every call, which would swamp the loop differences.
 _SOCK_RECV_SIZE = 64 * 1024
+# sock256k: that case on purpose.
+_SOCK_RECV_SIZE_BIG = 256 * 1024
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -91,18 +95,19 @@ async def echo_streams(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 # -- echo: sock_* methods --------------------------------------------------------
 
-async def sock_server(lsock: socket.socket) -> None:
+async def sock_server(lsock: socket.socket, size: int = _SOCK_RECV_SIZE) -> None:
     loop = asyncio.get_running_loop()
     while True:
         conn, _ = await loop.sock_accept(lsock)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        loop.create_task(echo_sock(loop, conn))
+        loop.create_task(echo_sock(loop, conn, size))
 
 
-async def echo_sock(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+async def echo_sock(loop: asyncio.AbstractEventLoop, conn: socket.socket,
+                    size: int = _SOCK_RECV_SIZE) -> None:
     try:
         while True:
-            data = await loop.sock_recv(conn, _SOCK_RECV_SIZE)
+            data = await loop.sock_recv(conn, size)
             if not data:
                 break
             await loop.sock_sendall(conn, data)
@@ -192,14 +197,15 @@ class HttpProtocol(asyncio.Protocol):
 async def serve(mode: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     server: Any
-    if mode == "sock":
+    if mode in ("sock", "sock256k"):
         lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         lsock.bind(("127.0.0.1", port))
         lsock.listen(128)
         lsock.setblocking(False)
         bound = lsock.getsockname()[1]
-        task = loop.create_task(sock_server(lsock))
+        task = loop.create_task(sock_server(
+            lsock, _SOCK_RECV_SIZE_BIG if mode == "sock256k" else _SOCK_RECV_SIZE))
         print(f"READY {bound}", flush=True)
         await task
         return
