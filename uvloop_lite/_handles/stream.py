@@ -58,6 +58,7 @@ _new = ffi.new
 _try_write = lib.uvl_try_write
 # asyncio.Server tracks its transports from 3.13 on (close_clients()).
 _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
+_NO_WRITES = ()   # UVStreamTransport._pending before its first queued write
 _FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
 
 
@@ -91,7 +92,10 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         self._reading = True           # reading wanted (not paused)
         self._read_started = False     # uv_read_start in effect
         self._protocol_connected = False
-        self._pending: collections.deque = collections.deque()  # (req, keepalive, size)
+        # (req, keepalive, size) of the writes libuv has not finished: a deque
+        # from the first one on (an empty deque is about 600 bytes, which an
+        # idle connection does without).
+        self._pending: collections.deque | tuple = _NO_WRITES
         self._buffer_size = 0
         self._empty_waiter: futures.Future | None = None
         self._read_keep: Any = None    # the get_buffer() buffer of the read in progress
@@ -338,6 +342,8 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         if rc < 0:
             self._fatal_error(uv_error(rc), "Fatal write error on socket transport")
             return
+        if self._pending is _NO_WRITES:
+            self._pending = collections.deque()
         self._pending.append((req, keep, size))
         self._buffer_size += size
         self._maybe_pause_protocol()
@@ -424,6 +430,8 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         if rc < 0:
             self._fatal_error(uv_error(rc), "Fatal write error on socket transport")
             return
+        if self._pending is _NO_WRITES:
+            self._pending = collections.deque()
         self._pending.append((req, (keep, chunks, rest), size))
         self._buffer_size += size
         self._maybe_pause_protocol()
@@ -431,7 +439,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
     def _on_write(self, status: int) -> None:
         if not self._pending:   # pragma: no cover - libuv calls back once per request
             return
-        _req, _keep, size = self._pending.popleft()
+        _req, _keep, size = self._pending.popleft()   # type: ignore[union-attr]
         if self._state != OPEN:
             # Closing (the transport's close, or the loop's): a cancelled write,
             # or one libuv finished in uv_write() and reports now.  Release only.
@@ -567,7 +575,7 @@ class UVStreamTransport(UVHandle, transports._FlowControlMixin):
         # (unless it is the duplicate _outlive_loop() made).
         if not self._sock_outlives_uv:
             _release(self._sock)
-        self._pending.clear()
+        self._pending = _NO_WRITES
         self._read_keep = None
         self._shutdown_req = None
         UVHandle._on_close(self)
