@@ -307,7 +307,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help=f"message sizes in bytes ({','.join(str(s) for s in SIZES)})")
     ap.add_argument("--loops", nargs="+", default=[",".join(ALL_LOOPS)],
                     help=f"loops ({','.join(ALL_LOOPS)}; uvloop if it imports)")
+    ap.add_argument("--idle", type=int, nargs="?", const=10000, default=None, metavar="N",
+                    help="instead of the workloads: memory per connection and time to "
+                         "accept N (10000) idle connections (bench/idle.py)")
     args = ap.parse_args(argv)
+    if args.idle is not None:
+        sys.path.insert(0, HERE)
+        import idle
+        return idle.main(["--conns", str(args.idle), "--loops", ",".join(args.loops)]
+                         + (["--json"] if args.json else []))
     if args.duration is None:
         args.duration = 1.5 if args.quick else 2.0
     if args.warmup is None:
