@@ -75,7 +75,8 @@ def available_loops(wanted: List[str]) -> List[str]:
 
 def cpus() -> List[Optional[int]]:
     """[server CPU, client CPU], or Nones if the process cannot pin."""
-    sys.path.insert(0, HERE)
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
     import pinning   # os.sched_getaffinity, or libc's (PyPy 3.9 has no os.sched_*)
     try:
         allowed = pinning.allowed_cpus()
@@ -312,7 +313,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "accept N (10000) idle connections (bench/idle.py)")
     args = ap.parse_args(argv)
     if args.idle is not None:
-        sys.path.insert(0, HERE)
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)
         import idle
         return idle.main(["--conns", str(args.idle), "--loops", ",".join(args.loops)]
                          + (["--json"] if args.json else []))
@@ -370,6 +372,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     pin_how = ("os.sched_setaffinity" if hasattr(os, "sched_setaffinity")
                else "libc's sched_setaffinity through ctypes")
+    info["pinning"]["how"] = pin_how if info["pinning"]["server"] is not None else None
     if "uvloop" in ",".join(args.loops).split(",") and "uvloop" not in loops:
         log(f"uvloop is not importable here ({platform.python_implementation()}): "
             f"no uvloop columns")
