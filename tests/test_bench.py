@@ -78,7 +78,8 @@ def test_pin_in_a_child(how: str) -> None:
     3.9, which has none) libc's sched_setaffinity through ctypes."""
     cpu = pinning.allowed_cpus()[-1]
     code = (f"import os, sys; sys.path.insert(0, {BENCH!r}); import pinning\n"
-            + ("del os.sched_setaffinity, os.sched_getaffinity\n" if how == "libc" else "")
+            + ("for name in ('sched_setaffinity', 'sched_getaffinity'):\n"
+               "    vars(os).pop(name, None)\n" if how == "libc" else "")
             + f"print(pinning.pin({cpu}), pinning.allowed_cpus(), pinning.current_cpus())")
     if how == "os" and not hasattr(os, "sched_setaffinity"):
         pytest.skip("no os.sched_setaffinity on this interpreter")
