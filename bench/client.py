@@ -33,7 +33,11 @@ whose response is checked byte for byte, so a server that drops, reorders or
 mangles data fails loudly instead of looking fast.
 
 Prints one JSON object: requests, seconds, rps, the rate of every 0.25 s
-slice, client_cpu, server_cpu (fractions of one CPU), server_sys.
+slice, client_cpu, server_cpu (fractions of one CPU), server_sys, and the
+round-trip times of the timed part (latency_us: p50, p99, max; None for the
+Python TLS client): from the send of a request to the recv that completes its
+response, in a log-linear histogram (lg_hist.h: 3% wide buckets, one
+clock_gettime per request).
 """
 
 from __future__ import annotations
@@ -109,6 +113,58 @@ def checked_exchange(sock: socket.socket, mode: str, request: bytes, size: int) 
     return head + body
 
 
+# -- round-trip times: lg_hist.h's histogram ------------------------------------
+
+HIST_SUB_BITS = 5
+HIST_BUCKETS = 1472
+
+
+def hist_bucket(ns: int) -> int:
+    """lg_hist_bucket of lg_hist.h: the bucket of a round trip of ns nanoseconds."""
+    if ns < 1 << HIST_SUB_BITS:
+        return max(ns, 0)
+    e = ns.bit_length() - 1
+    idx = ((e - HIST_SUB_BITS + 1) << HIST_SUB_BITS) + (
+        (ns >> (e - HIST_SUB_BITS)) & ((1 << HIST_SUB_BITS) - 1))
+    return min(idx, HIST_BUCKETS - 1)
+
+
+def hist_lower(idx: int) -> int:
+    """The smallest time (ns) in bucket idx."""
+    group, sub = idx >> HIST_SUB_BITS, idx & ((1 << HIST_SUB_BITS) - 1)
+    if group <= 1:
+        return idx
+    return ((1 << HIST_SUB_BITS) + sub) << (group - 1)
+
+
+def hist_percentiles(hist: List[int], qs: List[float]) -> List[Optional[float]]:
+    """The q-quantiles (0 < q <= 1) of the times counted in hist, in ns: the
+    middle of the bucket the quantile falls in (None if hist is empty)."""
+    total = sum(hist)
+    if not total:
+        return [None for _ in qs]
+    out: List[Optional[float]] = []
+    for q in qs:
+        rank = max(1, -int(-q * total // 1))   # ceil(q * total): 1-based
+        cum = 0
+        for idx, n in enumerate(hist):
+            cum += n
+            if cum >= rank:
+                lo, hi = hist_lower(idx), hist_lower(idx + 1)
+                out.append(lo if hi - lo <= 1 else (lo + hi) / 2)
+                break
+    return out
+
+
+def latency_summary(hist: Optional[List[int]]) -> Optional[dict]:
+    """p50, p99 and max of a histogram, in microseconds (None: no histogram)."""
+    if hist is None or not any(hist):
+        return None
+    p50, p99, top = hist_percentiles(hist, [0.5, 0.99, 1.0])
+    return {"p50": round(p50 / 1e3, 1), "p99": round(p99 / 1e3, 1),
+            "max": round(top / 1e3, 1), "count": sum(hist)}
+
+
 def _cpu_ticks(pid: Optional[int]) -> Optional[Tuple[int, int]]:
     if not pid:
         return None
@@ -130,6 +186,7 @@ class PyEngine:
         self.request = request
         self.resp_len = resp_len
         self.ep = select.epoll()
+        self.hist: Optional[List[int]] = None   # round trips of the last run(record=True)
         # Per fd: [sock, bytes of the response received, unsent view or None, busy]
         self.state = {}
         for s in socks:
@@ -149,17 +206,21 @@ class PyEngine:
             st[2] = None
             self.ep.modify(st[0].fileno(), select.EPOLLIN)
 
-    def run(self, seconds: float, resend: bool, slice_len: float = 1e9
-            ) -> Tuple[int, List[Tuple[float, int]]]:
+    def run(self, seconds: float, resend: bool, slice_len: float = 1e9,
+            record: bool = False) -> Tuple[int, List[Tuple[float, int]]]:
         EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
         request, resp_len, state = self.request, self.resp_len, self.state
         buf = bytearray(1 << 20)
         clock = time.perf_counter
         poll = self.ep.poll
+        ns = time.monotonic_ns
+        hist = self.hist = [0] * HIST_BUCKETS if record else None
+        t0 = self._t0 = getattr(self, "_t0", {})   # fd: when its request was started
         busy = 0
-        for st in state.values():
+        for fd, st in state.items():
             if resend and not st[3]:
                 st[1], st[3] = 0, True
+                t0[fd] = ns()
                 self._send(st, request)
             busy += st[3]
         count = 0
@@ -191,6 +252,10 @@ class PyEngine:
                         raise AssertionError("response longer than expected")
                     st[1] = 0
                     count += 1
+                    if hist is not None:
+                        now_ns = ns()
+                        hist[hist_bucket(now_ns - t0[fd])] += 1
+                        t0[fd] = now_ns
                     if resend:
                         self._send(st, request)
                     else:
@@ -223,6 +288,7 @@ class CEngine:
             self.conns[i].fd = s.fileno()
         self._check(self.lib.lg_setup(self.ep.fileno(), self.conns, self.n))
         self._run = self.lib.lg_run
+        self.hist: Optional[List[int]] = None
 
     @staticmethod
     def _check(rc: int) -> int:
@@ -230,16 +296,18 @@ class CEngine:
             raise OSError(-rc, os.strerror(-rc))
         return rc
 
-    def run(self, seconds: float, resend: bool, slice_len: float = 1e9
-            ) -> Tuple[int, List[Tuple[float, int]]]:
+    def run(self, seconds: float, resend: bool, slice_len: float = 1e9,
+            record: bool = False) -> Tuple[int, List[Tuple[float, int]]]:
         max_slices = int(seconds / min(slice_len, seconds)) + 3
         slice_t = self.ffi.new("double[]", max_slices)
         slice_n = self.ffi.new("long long[]", max_slices)
         nslices = self.ffi.new("int *")
+        hist = self.ffi.new("long long[]", HIST_BUCKETS) if record else self.ffi.NULL
         count = self._check(self._run(
             self.ep.fileno(), self.conns, self.n, self.request, len(self.request),
             self.resp_len, seconds, int(resend), slice_len, slice_t, slice_n,
-            max_slices, nslices))
+            max_slices, nslices, hist))
+        self.hist = list(hist) if record else None
         return count, [(slice_t[i], slice_n[i]) for i in range(nslices[0])]
 
     def close(self) -> None:
@@ -334,6 +402,7 @@ class CTlsEngine(CEngine):
         self.conns = self.ffi.new("lgt_conn *[]", [conn.c for conn in conns])
         self._check(self.lib.lgt_setup(self.ep.fileno(), self.conns, self.n))
         self._run = self.lib.lgt_run
+        self.hist = None
 
     def _check(self, rc: int) -> int:
         return CTls.check_lib(self.ffi, self.lib, rc)
@@ -427,8 +496,9 @@ class PyTlsEngine(PyEngine):
             st[4] = blocked
         return done, idle
 
-    def run(self, seconds: float, resend: bool, slice_len: float = 1e9
-            ) -> Tuple[int, List[Tuple[float, int]]]:
+    def run(self, seconds: float, resend: bool, slice_len: float = 1e9,
+            record: bool = False) -> Tuple[int, List[Tuple[float, int]]]:
+        # (no round-trip times: self.hist stays None)
         state = self.state
         buf = bytearray(1 << 20)
         clock = time.perf_counter
@@ -468,12 +538,14 @@ _C_MODULES: dict = {}
 _C_ERRORS: dict = {}
 
 _LG_CDEF = """
-    typedef struct { int fd; size_t sent; size_t got; int busy; int want_out; } lg_conn;
+    typedef struct { int fd; size_t sent; size_t got; int busy; int want_out; ...; } lg_conn;
+    #define LG_HIST_BUCKETS ...
     int lg_setup(int epfd, lg_conn* conns, int n);
     long long lg_run(int epfd, lg_conn* conns, int n, const char* req,
                      size_t req_len, size_t resp_len, double seconds, int resend,
                      double slice, double* slice_t, long long* slice_n,
-                     int max_slices, int* nslices);
+                     int max_slices, int* nslices, long long* hist);
+    int lg_hist_bucket_of(long long ns);
 """
 
 _LGT_CDEF = """
@@ -491,7 +563,7 @@ _LGT_CDEF = """
     long long lgt_run(int epfd, lgt_conn** conns, int n, const char* req,
                       size_t req_len, size_t resp_len, double seconds, int resend,
                       double slice, double* slice_t, long long* slice_n,
-                      int max_slices, int* nslices);
+                      int max_slices, int* nslices, long long* hist);
 """
 
 
@@ -505,16 +577,20 @@ def _build(cfile: str, name: str, cdef: str, libraries: List[str]) -> Tuple[Any,
         import tempfile
 
         from cffi import FFI
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), cfile)) as fp:
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, cfile)) as fp:
             source = fp.read()
+        with open(os.path.join(here, "lg_hist.h")) as fp:   # #included by both
+            header = fp.read()
         tag = sysconfig.get_config_var("EXT_SUFFIX") or sys.version
-        key = hashlib.sha1((source + cdef + tag).encode()).hexdigest()[:16]
+        key = hashlib.sha1((source + header + cdef + tag).encode()).hexdigest()[:16]
         outdir = os.path.join(tempfile.gettempdir(), f"uvloop_lite_bench_{key}")
         path = os.path.join(outdir, name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
         if not os.path.exists(path):
             ffi = FFI()
             ffi.cdef(cdef)
-            ffi.set_source(name, source, libraries=libraries, extra_compile_args=["-O2"])
+            ffi.set_source(name, source, libraries=libraries, include_dirs=[here],
+                           extra_compile_args=["-O2"])
             os.makedirs(outdir, exist_ok=True)
             with open(os.path.join(outdir, "build.log"), "w+") as log:
                 # The compiler's chatter must not reach our stdout (the JSON
@@ -545,7 +621,9 @@ def _build(cfile: str, name: str, cdef: str, libraries: List[str]) -> Tuple[Any,
 
 
 def _load_c() -> Tuple[Any, Any]:
-    return _build("loadgen.c", "_uvloop_lite_bench_loadgen", _LG_CDEF, [])
+    ffi, lib = _build("loadgen.c", "_uvloop_lite_bench_loadgen", _LG_CDEF, [])
+    assert lib.LG_HIST_BUCKETS == HIST_BUCKETS, "client.py and lg_hist.h disagree"
+    return ffi, lib
 
 
 def _load_c_tls() -> Tuple[Any, Any]:
@@ -620,7 +698,8 @@ def run(port: int, mode: str, size: int, conns: int, duration: float, warmup: fl
     # (time, responses so far) every slice_len seconds: the best slices show
     # the rate the server reaches when nothing else runs on the machine.
     slice_len = min(0.25, duration / 4)
-    count, slices = eng.run(duration, True, slice_len)
+    count, slices = eng.run(duration, True, slice_len, record=True)
+    hist = eng.hist
     srv1 = _cpu_ticks(server_pid)
     cpu1 = os.times()
     eng.run(10.0, False)   # let the requests in flight finish
@@ -643,6 +722,7 @@ def run(port: int, mode: str, size: int, conns: int, duration: float, warmup: fl
         "client_cpu": (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / seconds,
         "client_sys": (cpu1.system - cpu0.system) / seconds,
         "server_cpu": None, "server_sys": None,
+        "latency_us": latency_summary(hist),
     }
     if tls:
         result["tls"] = negotiated
@@ -668,8 +748,9 @@ def main(argv: Optional[list] = None) -> int:
                     help="request loop in C (built with cffi on first use) or Python; "
                          "auto: C if it builds")
     args = ap.parse_args(argv)
-    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    if args.cpu is not None:
+        import pinning
+        pinning.pin(args.cpu)   # os.sched_setaffinity, or libc's through ctypes (PyPy)
     result = run(args.port, args.mode, args.size, args.conns, args.duration, args.warmup,
                  args.server_pid, engine=args.engine)
     json.dump(result, sys.stdout)

@@ -13,12 +13,15 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "lg_hist.h"
+
 typedef struct {
     int fd;
     size_t sent;    /* bytes of the current request sent */
     size_t got;     /* bytes of the current response received */
     int busy;       /* a request is in flight */
     int want_out;   /* EPOLLOUT is armed */
+    int64_t t0;     /* when the current request was started (ns), for hist */
 } lg_conn;
 
 static double lg__now(void) {
@@ -81,10 +84,14 @@ int lg_setup(int epfd, lg_conn* conns, int n) {
  * are stored into slice_t/slice_n (up to max_slices; *nslices says how many).
  * Returns the number of complete responses, or -errno; -EPROTO for a response
  * longer than resp_len, -ECONNRESET for a connection the server closed,
- * -ETIMEDOUT if requests were still in flight at the end of a drain. */
+ * -ETIMEDOUT if requests were still in flight at the end of a drain.
+ * With hist != NULL (LG_HIST_BUCKETS counters) every response adds its round
+ * trip, from the start of its request's send() to the recv() that completed
+ * it, to hist (lg_hist.h): one clock_gettime() per request. */
 long long lg_run(int epfd, lg_conn* conns, int n, const char* req, size_t req_len,
                  size_t resp_len, double seconds, int resend, double slice,
-                 double* slice_t, long long* slice_n, int max_slices, int* nslices) {
+                 double* slice_t, long long* slice_n, int max_slices, int* nslices,
+                 long long* hist) {
     struct epoll_event events[256];
     long long count = 0;
     double start = lg__now(), end = start + seconds, next_slice = start + slice;
@@ -99,6 +106,7 @@ long long lg_run(int epfd, lg_conn* conns, int n, const char* req, size_t req_le
         if (!conns[i].busy && resend) {
             conns[i].busy = 1;
             conns[i].sent = conns[i].got = 0;
+            conns[i].t0 = lg_hist_now_ns();
             if ((rc = lg__send(epfd, &conns[i], req, req_len)) < 0)
                 return rc;
         }
@@ -137,6 +145,7 @@ long long lg_run(int epfd, lg_conn* conns, int n, const char* req, size_t req_le
                 if (c->got > resp_len || c->sent < req_len)
                     return -EPROTO;
                 count++;
+                lg_hist_record(hist, &c->t0);
                 if (resend) {
                     c->sent = c->got = 0;
                     if ((rc = lg__send(epfd, c, req, req_len)) < 0)
@@ -159,4 +168,9 @@ long long lg_run(int epfd, lg_conn* conns, int n, const char* req, size_t req_le
     if (!resend && busy)
         return -ETIMEDOUT;
     return count;
+}
+
+/* lg_hist_bucket for client.py's tests. */
+int lg_hist_bucket_of(long long ns) {
+    return lg_hist_bucket(ns);
 }

@@ -40,6 +40,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "lg_hist.h"
+
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -72,6 +74,7 @@ typedef struct {
     size_t got;          /* plaintext bytes of the current response */
     int busy;            /* a request is in flight */
     int want_out;        /* EPOLLOUT is armed */
+    int64_t t0;          /* when the current request was started (ns), for hist */
     unsigned char hdr[5];
     int hdr_have;        /* bytes of a record header seen */
     size_t body_left;    /* bytes of the current record still to come */
@@ -542,10 +545,12 @@ static int lgt__start(lgt_conn* c, const char* req, size_t req_len) {
 
 /* As lg_run in loadgen.c: run for `seconds` (with resend == 0: until no
  * request is in flight, or `seconds` passed), slices of the response count
- * into slice_t/slice_n.  The count, or -errno (lgt_last_error() says more). */
+ * into slice_t/slice_n, round trips into hist if not NULL.  The count, or
+ * -errno (lgt_last_error() says more). */
 long long lgt_run(int epfd, lgt_conn** conns, int n, const char* req, size_t req_len,
                   size_t resp_len, double seconds, int resend, double slice,
-                  double* slice_t, long long* slice_n, int max_slices, int* nslices) {
+                  double* slice_t, long long* slice_n, int max_slices, int* nslices,
+                  long long* hist) {
     struct epoll_event events[256];
     long long count = 0;
     double start = lgt__now(), end = start + seconds, next_slice = start + slice;
@@ -561,6 +566,7 @@ long long lgt_run(int epfd, lgt_conn** conns, int n, const char* req, size_t req
         lgt_conn* c = conns[i];
         if (!c->busy && resend) {
             c->busy = 1;
+            c->t0 = lg_hist_now_ns();
             if ((rc = lgt__start(c, req, req_len)) < 0 || (rc = lgt__arm(epfd, c)) < 0)
                 return rc;
         }
@@ -600,6 +606,7 @@ long long lgt_run(int epfd, lgt_conn** conns, int n, const char* req, size_t req
                     if (c->out_off < c->out_len)
                         return lgt__error(-EPROTO, "response before the whole request");
                     count++;
+                    lg_hist_record(hist, &c->t0);
                     if (resend) {
                         if ((rc = lgt__start(c, req, req_len)) < 0)
                             return rc;

@@ -26,8 +26,11 @@ workload the servers of all loops are started together and measured in
 turn, in a rotating order, so a drift of the machine hits them alike.
 
 Two tables come out: requests per second (the best of ``--repeat``
-measurements), and the server's CPU time per request (user + system, from
-/proc), which other load on the machine disturbs much less than the rate.
+measurements) with, for that measurement, how busy the server was (its CPU
+time over the wall time) and the round-trip times' median and 99th
+percentile (p50, p99, in microseconds, as the client saw them); and the
+server's CPU time per request (user + system, from /proc), which other load
+on the machine disturbs much less than the rate.
 Ratios compare uvloop_lite with asyncio and with uvloop; above 1.00x means
 uvloop_lite is faster (more requests per second, less CPU per request).
 """
@@ -74,9 +77,12 @@ def available_loops(wanted: List[str]) -> List[str]:
 
 def cpus() -> List[Optional[int]]:
     """[server CPU, client CPU], or Nones if the process cannot pin."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    import pinning   # os.sched_getaffinity, or libc's (PyPy 3.9 has no os.sched_*)
     try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except AttributeError:   # pragma: no cover - not Linux
+        allowed = pinning.allowed_cpus()
+    except (OSError, AttributeError):   # pragma: no cover - not Linux
         return [None, None]
     if len(allowed) < 2:
         return [None, None]
@@ -95,6 +101,12 @@ class Server:
             self.stop()
             raise RuntimeError(f"{loop} {mode} server did not start (exit {self.proc.returncode})")
         self.port = int(line.split()[1])
+        if cpu is not None:
+            import pinning
+            pinned = pinning.current_cpus(self.proc.pid)
+            if pinned != [cpu]:
+                self.stop()
+                raise RuntimeError(f"{loop} {mode} server runs on CPUs {pinned}, not {cpu}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -158,6 +170,7 @@ def _result(res: Dict[str, Any]) -> Dict[str, Any]:
         "server_sys": None if res["server_sys"] is None else round(res["server_sys"], 3),
         "client_cpu": round(res["client_cpu"], 3),
         "cpu_us_per_req": None if not cpu else round(cpu * 1e6 / res["rps"], 2),
+        "latency_us": res.get("latency_us"),
         "client": res["engine"],
         **({"tls": res["tls"]} if "tls" in res else {}),
     }
@@ -205,18 +218,43 @@ def _ratio_names(loops: List[str]) -> List[str]:
     return [other for other in ("asyncio", "uvloop") if other in loops]
 
 
+# The requests/s table: per loop, the rate, how busy the server was, and the
+# round trips' p50 and p99 (us), under the loop's name.
+_RPS_COLS = (("req/s", 9), ("busy", 6), ("p50", 8), ("p99", 9))
+_RPS_WIDTH = sum(w for _, w in _RPS_COLS) + 2
+
+
 def format_header(loops: List[str], what: str) -> str:
     unit = "requests/s" if what == "rps" else "server CPU us/request"
-    cols = "".join(f"{name:>13}" for name in loops)
     ratios = "".join(f"{'lite/' + other:>14}" for other in _ratio_names(loops))
+    if what == "rps":
+        names = "".join(f"  {' ' + name + ' ':-^{_RPS_WIDTH - 2}}" for name in loops)
+        cols = "".join("  " + "".join(f"{c:>{w}}" for c, w in _RPS_COLS) for _ in loops)
+        return (f"{'':<18}{names}\n{'workload':<18}{cols}{ratios}   "
+                f"({unit}, server busy, round trip p50/p99 in us)")
+    cols = "".join(f"{name:>13}" for name in loops)
     return f"{'workload':<18}{cols}{ratios}   ({unit})"
+
+
+def _us(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def _rps_cell(res: Dict[str, Any]) -> str:
+    lat = res.get("latency_us") or {}
+    busy = res["server_cpu"]
+    vals = (f"{res['rps']:,.0f}", "-" if busy is None else f"{busy:.0%}",
+            _us(lat.get("p50")), _us(lat.get("p99")))
+    return "  " + "".join(f"{v:>{w}}" for v, (_, w) in zip(vals, _RPS_COLS))
 
 
 def format_row(row: Dict[str, Any], loops: List[str], what: str) -> str:
     res = row["results"]
     text = f"{row['mode'] + ' ' + _size(row['size']):<18}"
     if what == "rps":
-        text += "".join(f"{res[name]['rps']:>13,.0f}" for name in loops)
+        text += "".join(_rps_cell(res[name]) for name in loops)
     else:
         text += "".join(f"{res[name]['cpu_us_per_req'] or 0:>13.2f}" for name in loops)
     lite = res.get("uvloop_lite")
@@ -272,7 +310,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help=f"message sizes in bytes ({','.join(str(s) for s in SIZES)})")
     ap.add_argument("--loops", nargs="+", default=[",".join(ALL_LOOPS)],
                     help=f"loops ({','.join(ALL_LOOPS)}; uvloop if it imports)")
+    ap.add_argument("--idle", type=int, nargs="?", const=10000, default=None, metavar="N",
+                    help="instead of the workloads: memory per connection and time to "
+                         "accept N (10000) idle connections (bench/idle.py)")
     args = ap.parse_args(argv)
+    if args.idle is not None:
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)
+        import idle
+        return idle.main(["--conns", str(args.idle), "--loops", ",".join(args.loops)]
+                         + (["--json"] if args.json else []))
     if args.duration is None:
         args.duration = 1.5 if args.quick else 2.0
     if args.warmup is None:
@@ -325,13 +372,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         "loadavg_before": os.getloadavg()[0],
         "cpu_pressure_before": cpu_pressure(),
     }
+    pin_how = ("os.sched_setaffinity" if hasattr(os, "sched_setaffinity")
+               else "libc's sched_setaffinity through ctypes")
+    info["pinning"]["how"] = pin_how if info["pinning"]["server"] is not None else None
+    if "uvloop" in ",".join(args.loops).split(",") and "uvloop" not in loops:
+        log(f"uvloop is not importable here ({platform.python_implementation()}): "
+            f"no uvloop columns")
     log(f"{info['versions']['python']} on {info['cpu']} ({info['cpus']} CPUs), "
         f"{info['platform']}, {info['date']}")
     log(", ".join(f"{k} {v}" for k, v in info["versions"].items() if k != "python"))
     log(f"client: {args.conns} connections, request loop in {args.client}; "
         f"{args.duration:g} s per measurement after {args.warmup:g} s warm-up, best of "
         f"{args.repeat}; server on CPU {info['pinning']['server']}, client on CPU "
-        f"{info['pinning']['client']}; load average {info['loadavg_before']:.2f}")
+        f"{info['pinning']['client']} ({pin_how}); load average {info['loadavg_before']:.2f}")
     if "tls" in args.modes:
         import ssl
         log(f"tls: servers on Python's ssl ({ssl.OPENSSL_VERSION}), client's loop in "

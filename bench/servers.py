@@ -236,8 +236,9 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU")
     args = ap.parse_args(argv)
-    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    if args.cpu is not None:
+        import pinning
+        pinning.pin(args.cpu)   # os.sched_setaffinity, or libc's through ctypes (PyPy)
     loop = loop_factory(args.loop)()
     asyncio.set_event_loop(loop)
     try:

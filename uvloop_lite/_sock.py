@@ -455,6 +455,7 @@ class SockMixin(LoopBase):
     def _recv_buffered(self, sock: socket.socket, n: int) -> bytes:
         """``sock.recv(n)`` through the loop's buffer."""
         bufs = self._recv_bufs
+        buf: mmap.mmap | None
         try:
             buf = bufs.pop()
         except IndexError:
@@ -466,9 +467,10 @@ class SockMixin(LoopBase):
         finally:
             bufs.append(buf)
 
-    def _recvfrom_buffered(self, sock: socket.socket, n: int) -> tuple:
+    def _recvfrom_buffered(self, sock: socket.socket, n: int) -> tuple[bytes, Any]:
         """``sock.recvfrom(n)`` through the loop's buffer."""
         bufs = self._recv_bufs
+        buf: mmap.mmap | None
         try:
             buf = bufs.pop()
         except IndexError:
@@ -486,6 +488,7 @@ class SockMixin(LoopBase):
         """The waiting half of ``_sock_io()``: ``step(fut, *args)`` runs each
         time ``sock`` is ready (``which``: "reader" or "writer") until it
         sets ``fut``'s result."""
+        fut: futures.Future[Any] | None
         fut = self.create_future()
         wait = self._sock_wait(sock, which, step, fut, *args)
         try:
@@ -520,13 +523,15 @@ class SockMixin(LoopBase):
                 return self._recv_buffered(sock, n)
             except (BlockingIOError, InterruptedError):
                 pass
-            return await self._sock_await(sock, "reader", self._read_step,
-                                          self._recv_buffered, sock, n)
+            data: bytes = await self._sock_await(sock, "reader", self._read_step,
+                                                 self._recv_buffered, sock, n)
+            return data
         try:
             return sock.recv(n)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._sock_await(sock, "reader", self._retry, sock, "recv", (n,))
+        data = await self._sock_await(sock, "reader", self._retry, sock, "recv", (n,))
+        return data
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into ``buf``; return the number of bytes received."""
@@ -542,14 +547,15 @@ class SockMixin(LoopBase):
                 return self._recvfrom_buffered(sock, bufsize)
             except (BlockingIOError, InterruptedError):
                 pass
-            return await self._sock_await(sock, "reader", self._read_step,
-                                          self._recvfrom_buffered, sock, bufsize)
+            got: tuple[bytes, Any] = await self._sock_await(
+                sock, "reader", self._read_step, self._recvfrom_buffered, sock, bufsize)
+            return got
         try:
             return sock.recvfrom(bufsize)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._sock_await(sock, "reader", self._retry, sock, "recvfrom",
-                                      (bufsize,))
+        got = await self._sock_await(sock, "reader", self._retry, sock, "recvfrom", (bufsize,))
+        return got
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
                                  nbytes: int = 0) -> tuple[int, Any]:

@@ -157,9 +157,14 @@ class UVHandle:
             loop._close_idle_polls()
         self._loop = loop
         self._ptr = ffi.new(self._ctype)
-        self._handle = ffi.cast("uv_handle_t *", self._ptr)
         self._self_handle: Any = None
         self._state = NEW
+
+    @property
+    def _handle(self) -> Any:
+        """``_ptr`` as the ``uv_handle_t *`` of libuv's generic calls (made
+        when needed: a cast kept per handle would be some 50 bytes each)."""
+        return ffi.cast("uv_handle_t *", self._ptr)
 
     def _init_done(self, rc: int) -> None:
         """Finish init: on failure libuv never saw the memory, so just raise."""

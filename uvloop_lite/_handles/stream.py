@@ -73,6 +73,9 @@ _try_write = lib.uvl_try_write
 _copy_context = copy_context
 # asyncio.Server tracks its transports from 3.13 on (close_clients()).
 _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
+# UVStreamTransport._pending before its first queued write (typed as the
+# deque it stands in for: only len(), truth and iteration meet it).
+_NO_WRITES: Any = ()
 _FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
 
 
@@ -110,8 +113,10 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._reading = True           # reading wanted (not paused)
         self._read_started = False     # uv_read_start in effect
         self._protocol_connected = False
-        # (req, keepalive, size)
-        self._pending: collections.deque[tuple[Any, Any, int]] = collections.deque()
+        # (req, keepalive, size) of the writes libuv has not finished: a deque
+        # from the first one on (an empty deque is about 600 bytes, which an
+        # idle connection does without).
+        self._pending: collections.deque[tuple[Any, Any, int]] = _NO_WRITES
         self._buffer_size = 0
         self._empty_waiter: futures.Future[None] | None = None
         self._read_keep: Any = None    # the get_buffer() buffer of the read in progress
@@ -374,6 +379,8 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         if rc < 0:
             self._fatal_error(uv_error(rc), "Fatal write error on socket transport")
             return
+        if self._pending is _NO_WRITES:
+            self._pending = collections.deque()
         self._pending.append((req, keep, size))
         self._buffer_size += size
         self._maybe_pause_protocol()
@@ -461,6 +468,8 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         if rc < 0:
             self._fatal_error(uv_error(rc), "Fatal write error on socket transport")
             return
+        if self._pending is _NO_WRITES:
+            self._pending = collections.deque()
         self._pending.append((req, (keep, chunks, rest), size))
         self._buffer_size += size
         self._maybe_pause_protocol()
@@ -604,7 +613,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         # (unless it is the duplicate _outlive_loop() made).
         if not self._sock_outlives_uv:
             _release(self._sock)
-        self._pending.clear()
+        self._pending = _NO_WRITES
         self._read_keep = None
         self._shutdown_req = None
         UVHandle._on_close(self)
