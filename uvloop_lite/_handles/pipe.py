@@ -146,6 +146,7 @@ class WritePipeTransport(_PipeTransport):
         if not (stat.S_ISCHR(mode) or is_fifo or is_socket):
             raise ValueError("Pipe transport is only for pipes, sockets and character devices")
         super().__init__(loop, pipe, protocol, extra)
+        self._reading = False   # never: a write transport
         self._watch: UVPoll | None = None
         if is_fifo or is_socket:
             try:
@@ -176,8 +177,16 @@ class WritePipeTransport(_PipeTransport):
         if not self._conn_lost:
             self._force_close(BrokenPipeError() if self._pending else None)
 
+    # asyncio's write pipe transport inherits these from ReadTransport (through
+    # Transport), which raises NotImplementedError on every version.
     def is_reading(self) -> bool:
-        return False
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
