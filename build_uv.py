@@ -416,9 +416,9 @@ def build_ffi() -> FFI:
     plat = _PER_OS[_platform()]
     rel = _COMMON + _UNIX + plat["sources"]
     sources = [os.path.relpath(os.path.join(LIBUV_DIR, p), HERE) for p in rel]
-    # This script too: its flags (a sanitized build's copy reuses build/).
+    # The build scripts too: their flags (a sanitized build's copy reuses build/).
     depends = [os.path.relpath(os.path.join(C_DIR, n), HERE)
-               for n in ("uv_cdef.h", "shim.h", "shim.c")] + ["build_uv.py"]
+               for n in ("uv_cdef.h", "shim.h", "shim.c")] + ["build_uv.py", "setup.py"]
     # And libuv's headers: an edited one rebuilds the extension (the objects
     # that include it, see compile_objects) instead of being overlooked.
     for sub in ("include", "src"):
