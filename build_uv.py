@@ -333,13 +333,14 @@ def compile_objects(compiler, sources, output_dir=None, macros=None, include_dir
     # Longest first (size for time), so that no big file starts last.
     todo.sort(key=size, reverse=True)
     jobs = max(1, min(jobs, len(todo)))
-    progress.say(f"compiling {len(todo)} files, {jobs} at a time"
+    files = f"{len(todo)} file" + ("s" if len(todo) > 1 else "")
+    progress.say(f"compiling {files}, {jobs} at a time"
                  + (f" ({reused} up to date)" if reused else ""))
     started = time.monotonic()
     run_parallel([(os.path.relpath(src),
                    lambda a=(obj, src, ext, sig): compile_one(*a))
                   for obj, src, ext, sig in todo], jobs, progress)
-    progress.say(f"compiled {len(todo)} files in {time.monotonic() - started:.1f} s")
+    progress.say(f"compiled {files} in {time.monotonic() - started:.1f} s")
     return objects
 
 
