@@ -179,6 +179,31 @@ def test_write_pipe_has_no_reading_side(loop):
                        for name in ("is_reading", "pause_reading", "resume_reading")]
 
 
+@pytest.mark.parametrize("fallback", [True, False])
+def test_sendfile_refuses_pipe_transports(loop, tmp_path, fallback):
+    rpipe, wpipe = _pipe()
+    path = tmp_path / "data"
+    path.write_bytes(b"x" * 100)
+
+    async def main():
+        wtr, writer = await loop.connect_write_pipe(lambda: Recorder(loop), wpipe)
+        rtr, reader = await loop.connect_read_pipe(lambda: Recorder(loop), rpipe)
+        errors = []
+        with open(path, "rb") as f:
+            for tr in (wtr, rtr):
+                try:
+                    await loop.sendfile(tr, f, fallback=fallback)
+                except RuntimeError as exc:
+                    errors.append(str(exc).startswith(
+                        f"sendfile is not supported for transport {tr!r}"))
+        wtr.close()
+        rtr.close()
+        await writer.lost
+        return errors
+
+    assert loop.run_until_complete(main()) == [True, True]
+
+
 def test_write_pipe_notices_reader_closing(loop):
     rpipe, wpipe = _pipe()
 

@@ -52,7 +52,9 @@ class _PipeTransport(UVStreamTransport):
 
     _ctype = "uv_pipe_t *"
     _start_tls_compatible = False
-    _sendfile_compatible = constants._SendfileMode.FALLBACK
+    # As asyncio's pipe transports: loop.sendfile() refuses them (its fallback
+    # would pause reading, which a write pipe transport cannot).
+    _sendfile_compatible = constants._SendfileMode.UNSUPPORTED
 
     def __init__(self, loop: Loop, pipe: Any, protocol: Any, extra: dict | None,
                  share: bool = False) -> None:
