@@ -180,7 +180,7 @@ def build_jobs(value: str | None = None) -> int:
         if jobs < 1:
             raise SystemExit(f"{BUILD_JOBS_ENV}={value!r}: want a whole number >= 1")
         return jobs
-    getaffinity = getattr(os, "sched_getaffinity", None)   # not on macOS, nor PyPy 3.9
+    getaffinity = getattr(os, "sched_getaffinity", None)   # not on macOS nor PyPy 3.9
     if getaffinity is not None:
         try:
             return max(1, len(getaffinity(0)))
