@@ -25,13 +25,14 @@ Every build (in place, pip's, a sanitize copy's) compiles through setup.py's
 ``build_ext`` (``make_build_ext`` below): libuv's files and the cffi module in
 parallel, ``UVLOOP_LITE_BUILD_JOBS`` compilers at once (default: the CPUs this
 process may run on; ``setup.py build_ext -j N`` also sets it), one progress
-line per file on stderr, and an object file is reused while its source, the
-headers it included (the compiler's ``-MMD`` list) and its command line are
-unchanged.
+line per file on stderr, and an object file is reused while its command line
+is the same and neither its source nor a header it included (the compiler's
+``-MMD`` list) is newer than it (``--force`` compiles everything).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -337,9 +338,8 @@ def compile_objects(compiler, sources, output_dir=None, macros=None, include_dir
     progress.say(f"compiling {files}, {jobs} at a time"
                  + (f" ({reused} up to date)" if reused else ""))
     started = time.monotonic()
-    run_parallel([(os.path.relpath(src),
-                   lambda a=(obj, src, ext, sig): compile_one(*a))
-                  for obj, src, ext, sig in todo], jobs, progress)
+    run_parallel([(os.path.relpath(item[1]), functools.partial(compile_one, *item))
+                  for item in todo], jobs, progress)
     progress.say(f"compiled {files} in {time.monotonic() - started:.1f} s")
     return objects
 
