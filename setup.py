@@ -11,6 +11,8 @@ takes without warnings (pyproject.toml holds the static metadata):
   warn about the older free-text field, which is all that setuptools 62 to 76
   know (a Python 3.11 venv's own setuptools, Debian 12's).  The wheel contains
   libuv, so libuv's licence file travels with ours;
+* the compile step: build_uv.py's ``build_ext`` (libuv's files compiled in
+  parallel with a progress line each, unchanged objects reused);
 * the wheel's ABI tag: on CPython (without free threading) cffi compiles the
   extension against the stable ABI (``_uv.abi3.so``), so the wheel is tagged
   ``cp39-abi3`` and serves CPython 3.9 and later.  PyPy keeps its own tag.
@@ -18,12 +20,18 @@ takes without warnings (pyproject.toml holds the static metadata):
 import os
 import platform
 import re
+import sys
 import sysconfig
 
 import setuptools
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# setuptools' PEP 517 backend does not put the source tree on sys.path.
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+import build_uv  # noqa: E402
 
 
 def _version() -> str:
@@ -57,6 +65,7 @@ setup(
     package_data={"uvloop_lite": ["py.typed", "_uv.pyi"]},
     include_package_data=False,
     cffi_modules=["build_uv.py:ffibuilder"],
+    cmdclass={"build_ext": build_uv.make_build_ext(build_ext)},
     options=options,
     **kwargs,
 )

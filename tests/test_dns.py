@@ -201,6 +201,35 @@ def test_getaddrinfo_odd_arguments(loop, host, port, kw):
     assert got == want
 
 
+# Names libuv's resolver would change or refuse before libc sees them (its
+# IDNA step writes into 256 bytes and punycodes non-ASCII bytes; a C string
+# ends at a NUL), next to odd names it passes as they are.  Each fails in
+# libc or in Python without asking a DNS server, or asks about .invalid.
+ODD_NAMES = [
+    b"0x" + b"0" * 246 + b"7f000001.example.com",   # 268 bytes
+    b"a" * 64 + b".invalid",                        # a label over 63
+    "a" * 64 + ".invalid",                          # the IDNA codec refuses it
+    b"a" * 250 + b".invalid",                       # over 255 in all
+    "a" * 250 + ".invalid",
+    b"a" * 255, b"a" * 256,
+    b"local\0host", "local\0host", b"\0",
+    "bücher.invalid", b"b\xc3\xbccher.invalid", b"\xff.invalid",
+    "nothing.invalid.", b"a..invalid", "a..invalid", ".invalid", "。invalid",
+    "0x7f.1", "127.1", "2130706433", b"0x7f000001", "127.0.0.1.", "017700000001",
+    " 127.0.0.1", "localhost",
+]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("host", ODD_NAMES, ids=lambda h: repr(h)[:30])
+@pytest.mark.parametrize("port", [80, "ht\0tp"])
+def test_getaddrinfo_odd_names_as_socket(loop, host, port):
+    want = _outcome(lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    got = _outcome(lambda: loop.run_until_complete(
+        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+    assert got == want
+
+
 @pytest.mark.parametrize("sockaddr,flags", [
     (("127.0.0.1",), 0),
     (("127.0.0.1", "80"), 0),

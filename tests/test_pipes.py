@@ -152,6 +152,58 @@ def test_write_pipe_to_read_pipe(loop):
     assert wpipe.closed and rpipe.closed
 
 
+def test_write_pipe_has_no_reading_side(loop):
+    # asyncio's write pipe transport gets these from ReadTransport: each
+    # raises NotImplementedError, on every version.
+    rpipe, wpipe = _pipe()
+
+    async def main():
+        wtr, writer = await loop.connect_write_pipe(lambda: Recorder(loop), wpipe)
+        results = []
+        for name in ("is_reading", "pause_reading", "resume_reading"):
+            try:
+                results.append((name, getattr(wtr, name)()))
+            except NotImplementedError as exc:
+                results.append((name, type(exc), str(exc)))
+        wtr.write(b"x")
+        wtr.close()
+        await writer.lost
+        return results
+
+    try:
+        results = loop.run_until_complete(main())
+        assert os.read(rpipe.fileno(), 10) == b"x"
+    finally:
+        rpipe.close()
+    assert results == [(name, NotImplementedError, "")
+                       for name in ("is_reading", "pause_reading", "resume_reading")]
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_sendfile_refuses_pipe_transports(loop, tmp_path, fallback):
+    rpipe, wpipe = _pipe()
+    path = tmp_path / "data"
+    path.write_bytes(b"x" * 100)
+
+    async def main():
+        wtr, writer = await loop.connect_write_pipe(lambda: Recorder(loop), wpipe)
+        rtr, reader = await loop.connect_read_pipe(lambda: Recorder(loop), rpipe)
+        errors = []
+        with open(path, "rb") as f:
+            for tr in (wtr, rtr):
+                try:
+                    await loop.sendfile(tr, f, fallback=fallback)
+                except RuntimeError as exc:
+                    errors.append(str(exc).startswith(
+                        f"sendfile is not supported for transport {tr!r}"))
+        wtr.close()
+        rtr.close()
+        await writer.lost
+        return errors
+
+    assert loop.run_until_complete(main()) == [True, True]
+
+
 def test_write_pipe_notices_reader_closing(loop):
     rpipe, wpipe = _pipe()
 

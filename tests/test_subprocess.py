@@ -542,6 +542,34 @@ def test_transport_api_and_protocol_events(loop):
     assert [e for e in events if e[0] == "exited"] == [("exited", 0)]
 
 
+def test_stdin_pipe_transport_has_no_reading_side(loop):
+    # asyncio's stdin transport is a write pipe transport: is_reading(),
+    # pause_reading() and resume_reading() raise NotImplementedError (3.9-3.13),
+    # and it keeps working after them.
+    async def main():
+        tr, pr = await loop.subprocess_exec(
+            lambda: Recorder(loop), PY, "-c", "import sys; sys.stdout.write(sys.stdin.read())",
+            stdin=PIPE, stdout=PIPE)
+        stdin = tr.get_pipe_transport(0)
+        raised = []
+        for name in ("is_reading", "pause_reading", "resume_reading"):
+            try:
+                getattr(stdin, name)()
+            except NotImplementedError as exc:
+                raised.append((name, str(exc)))
+        shown = repr(stdin).startswith("<")   # the repr does not ask is_reading()
+        stdin.write(b"still writes")
+        stdin.close()
+        await _wait(pr.lost)
+        tr.close()
+        return raised, shown, bytes(pr.data[1])
+
+    raised, shown, out = loop.run_until_complete(main())
+    assert raised == [("is_reading", ""), ("pause_reading", ""), ("resume_reading", "")]
+    assert shown
+    assert out == b"still writes"
+
+
 def test_exit_reported_after_all_pipes_closed(loop):
     # The child exits at once, but a grandchild keeps its stdout open until
     # our stdin closes: connection_lost() waits for that pipe.

@@ -5,6 +5,8 @@ Results and errors are those of Python's socket.getaddrinfo/getnameinfo:
 families and socket types as enums, sockaddr tuples, socket.gaierror with
 libc's code and message.  Numeric hosts (and a numeric or absent port) take a
 fast path: socket.getaddrinfo() itself, at once, since it cannot block then.
+A name libuv would not hand to libc as it is (see ``_libuv_takes``) is looked
+up as asyncio's loop does it: socket.getaddrinfo() in the default executor.
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ def _encode_host(host: Any) -> bytes | None:
     if isinstance(host, (bytes, bytearray)):
         return bytes(host)
     raise TypeError("getaddrinfo() argument 1 must be string or None")
+
+
+# uv_getaddrinfo() converts the name with its own IDNA code into a 256-byte
+# buffer: a longer name fails with EINVAL, non-ASCII bytes become punycode (or
+# EINVAL), while Python hands bytes to libc unchanged.  And a C string ends at
+# a NUL.
+_UV_MAX_NAME = 255
+
+
+def _libuv_takes(node: bytes | None, service: bytes | None) -> bool:
+    """Does libuv pass ``node`` and ``service`` to libc's getaddrinfo()
+    exactly as socket.getaddrinfo() would?"""
+    if node is not None and (len(node) > _UV_MAX_NAME or not node.isascii()
+                             or b"\0" in node):
+        return False
+    return service is None or b"\0" not in service
 
 
 def _encode_port(port: Any) -> bytes | None:
@@ -215,8 +233,15 @@ class DnsMixin(LoopBase):
 
     async def _uv_getaddrinfo(self, host: Any, port: Any, family: int, type: int,
                               proto: int, flags: int) -> list[tuple[Any, ...]]:
-        node = _encode_host(host)
-        service = _encode_port(port)
+        try:
+            node = _encode_host(host)
+            service = _encode_port(port)
+            takes = _libuv_takes(node, service)
+        except UnicodeError:   # the codecs': socket.getaddrinfo() raises its own
+            takes = False
+        if not takes:
+            return await self.run_in_executor(None, socket.getaddrinfo, host, port,
+                                              family, type, proto, flags)
         if node is None and service is None:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         for value in (family, type, proto, flags):

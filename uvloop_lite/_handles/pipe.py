@@ -52,7 +52,9 @@ class _PipeTransport(UVStreamTransport):
 
     _ctype = "uv_pipe_t *"
     _start_tls_compatible = False
-    _sendfile_compatible = constants._SendfileMode.FALLBACK
+    # As asyncio's pipe transports: loop.sendfile() refuses them (its fallback
+    # would pause reading, which a write pipe transport cannot).
+    _sendfile_compatible = constants._SendfileMode.UNSUPPORTED
 
     def __init__(self, loop: LoopBase, pipe: Any, protocol: Any, extra: dict[str, Any] | None,
                  share: bool = False) -> None:
@@ -148,6 +150,7 @@ class WritePipeTransport(_PipeTransport):
         if not (stat.S_ISCHR(mode) or is_fifo or is_socket):
             raise ValueError("Pipe transport is only for pipes, sockets and character devices")
         super().__init__(loop, pipe, protocol, extra)
+        self._reading = False   # never: a write transport
         self._watch: UVPoll | None = None
         if is_fifo or is_socket:
             try:
@@ -179,8 +182,16 @@ class WritePipeTransport(_PipeTransport):
         if not self._conn_lost:
             self._force_close(BrokenPipeError() if self._pending else None)
 
+    # asyncio's write pipe transport inherits these from ReadTransport (through
+    # Transport), which raises NotImplementedError on every version.
     def is_reading(self) -> bool:
-        return False
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):

@@ -668,7 +668,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
             info.append("closing")
         else:
             info.append("open")
-            info.append("reading" if self.is_reading() else "idle")
+            info.append("reading" if self._reading else "idle")
             info.append(f"write=<bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))
 
