@@ -130,6 +130,43 @@ def test_call_later_zero_runs_after_ready_callbacks(loop):
     assert seen == ["soon-1", "soon-2", "later-0"]
 
 
+def test_due_timer_from_a_callback_runs_after_what_the_callback_scheduled(loop):
+    # A timer already due when created inside a callback does not overtake the
+    # callbacks scheduled in that iteration, whichever was scheduled first.
+    seen = []
+
+    def first():
+        loop.call_later(0, seen.append, "later-0")
+        loop.call_at(loop.time() - 1, seen.append, "past")
+        loop.call_soon(seen.append, "soon")
+
+    loop.call_soon(first)
+    fut = loop.create_future()
+    loop.call_later(0.001, fut.set_result, None)
+    loop.run_until_complete(fut)
+    assert seen == ["soon", "past", "later-0"]
+
+
+def test_task_starts_before_a_due_timer_created_after_it(loop):
+    # A timer due at once, cancelling a task created just before it: the task
+    # has started by then (test_waitfor's test_wait_for_waits_for_task_
+    # cancellation: wait_for() with a deadline already past on a busy machine).
+    started = []
+
+    async def inner():
+        started.append(True)
+        await asyncio.sleep(10)
+
+    async def main():
+        task = loop.create_task(inner())
+        loop.call_at(loop.time() - 1, task.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    loop.run_until_complete(main())
+    assert started == [True]
+
+
 def test_timers_run_in_deadline_order(loop):
     base = loop.time() + 0.005
     offsets = [i * 0.0004 for i in range(25)]

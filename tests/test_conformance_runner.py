@@ -78,3 +78,37 @@ def test_run_one_module_on_both_loops(tmp_path):
         assert statuses and set(statuses) == {"pass"}
     assert doc["regressions"] == []
     assert "pass on asyncio but not on uvloop_lite" in proc.stdout
+
+
+# --- matrix.py: the interpreters it picks
+_mspec = importlib.util.spec_from_file_location(
+    "conformance_matrix", os.path.join(ROOT, "tests", "conformance", "matrix.py"))
+matrix = importlib.util.module_from_spec(_mspec)
+_mspec.loader.exec_module(matrix)
+
+
+def _fake_python(path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+
+
+def test_matrix_picks_the_newest_pyenv_patch_release(tmp_path, monkeypatch):
+    versions = tmp_path / "versions"
+    for name in ("3.12.1", "3.12.10", "3.12.9", "3.13.0"):
+        _fake_python(versions / name / "bin" / f"python{name.rsplit('.', 1)[0]}")
+    (versions / "3.12.11").mkdir()   # no interpreter inside
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    assert matrix.find_cpython("3.12") == str(versions / "3.12.10" / "bin" / "python3.12")
+    assert matrix.find_cpython("3.13") == str(versions / "3.13.0" / "bin" / "python3.13")
+
+
+def test_matrix_falls_back_to_path_and_reports_none_found(tmp_path, monkeypatch, capsys):
+    _fake_python(tmp_path / "bin" / "python3.42")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert matrix.find_cpython("3.42") == str(tmp_path / "bin" / "python3.42")
+    assert matrix.find_cpython("3.41") is None
+    monkeypatch.setattr(matrix, "WORK", str(tmp_path / "work"))
+    assert matrix.main(["--versions", "3.41"]) == 2
+    assert "not run" in capsys.readouterr().out

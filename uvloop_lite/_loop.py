@@ -161,7 +161,11 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     # One iteration of the loop, in asyncio's order: first the callbacks that
     # were ready when the iteration began, then the I/O that libuv reports
     # (libuv calls the transports, which call their protocols at once instead
-    # of queueing a Handle per event), then the TimerHandles that are due.
+    # of queueing a Handle per event), then the TimerHandles that are due --
+    # unless the first callbacks scheduled some: then the due timers wait for
+    # the next iteration, behind those (asyncio looks at its timers before
+    # running the ready callbacks, so a timer created by one, even already
+    # due, never overtakes a callback scheduled in the same iteration).
     # Callbacks scheduled by any of these wait for the next iteration.  The
     # poll blocks only when nothing is ready: until the earliest deadline (a
     # libuv timer rounded up to the next millisecond, so a TimerHandle never
@@ -194,6 +198,9 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         ready = self._ready
         if ready:
             self._run_ready(len(ready))
+        # What those callbacks scheduled runs before any timer due now (asyncio
+        # looks at its timers only in the next iteration, after those).
+        queued = len(ready)
         scheduled = self._scheduled
         if scheduled:
             self._drop_cancelled_timers()
@@ -217,7 +224,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             raise exc
         if scheduled:
             # Due timers go ahead of what the I/O callbacks just scheduled, and
-            # run now; any left by an exception run first next time.
+            # run now (any left by an exception run first next time) unless the
+            # ready callbacks above scheduled some.
             end = self.time() + self._clock_resolution
             due: list[TimerHandle] | None
             due = []
@@ -225,7 +233,14 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                 handle = heapq.heappop(scheduled)
                 handle._scheduled = False
                 due.append(handle)
-            if due:
+            if due and queued:
+                # Behind what the callbacks before the poll scheduled, for the
+                # next iteration: rotate those out of the way and back.
+                ready.rotate(-queued)
+                due.reverse()
+                ready.extendleft(due)
+                ready.rotate(queued)
+            elif due:
                 due.reverse()
                 ready.extendleft(due)
                 count, due = len(due), None

@@ -417,7 +417,11 @@ def worker(args) -> None:
             selected.append(test)
     emit(ev="plan", ids=planned, excluded=excluded, filtered=filtered, notes=notes)
     _loops_built[0] = 0
-    unittest.TestSuite(selected).run(_result_class(emit, args.test_timeout, fault_fp)())
+    # The suite drops each test once run; nothing else may keep them (``test``
+    # and ``selected``), or every gc.collect() of a later test walks all the
+    # finished ones (test_tasks' test_task_del_collect makes 100 per class).
+    suite, selected, test = unittest.TestSuite(selected), None, None
+    suite.run(_result_class(emit, args.test_timeout, fault_fp)())
     emit(ev="finished")
     events.flush()
     fault_fp.flush()
