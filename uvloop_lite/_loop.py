@@ -80,6 +80,31 @@ def _report_callback_error(handle: Handle, exc: BaseException) -> None:
 # Size of the loop-wide buffer every plain (non-buffered) stream reads into.
 _READ_BUFFER_SIZE = 256 * 1024
 
+# Every attribute of a Loop is a slot: asyncio.BaseEventLoop's (3.9-3.13) and
+# ours (the mixins' too).  CPython (3.11+) keeps at most 30 attributes in an
+# object's inline values; with more (a Loop has 45) its dict becomes an
+# ordinary one, and every attribute and method lookup on the loop (asyncio's
+# call_at, cancel, create_future... make several per operation) takes the
+# slow path.  An attribute missing here still works, from the instance dict.
+_ASYNCIO_ATTRS = (
+    "_asyncgens", "_asyncgens_shutdown_called", "_clock_resolution", "_closed",
+    "_coroutine_origin_tracking_enabled", "_coroutine_origin_tracking_saved_depth",
+    "_current_handle", "_debug", "_default_executor", "_exception_handler",
+    "_executor_shutdown_called", "_internal_fds", "_old_agen_hooks", "_ready",
+    "_scheduled", "_stopping", "_task_factory", "_thread_id", "_timer_cancelled_count",
+    "slow_callback_duration",
+)
+_OWN_ATTRS = (
+    # _loop.py
+    "_async", "_handle_stats", "_handles", "_pending", "_pid", "_read_buffer",
+    "_read_bytes", "_read_view", "_sig_poll", "_sig_rsock", "_sig_wsock", "_sig_saved",
+    "_uv", "_uv_closed", "_uv_data", "_uv_state", "_wake_timer",
+    # the mixins
+    "_dns_requests", "_poll_guard", "_polls", "_polls_changed", "_polls_idle",
+    "_servers", "_signal_handlers", "_subprocesses", "_transports",
+    "_unix_server_sockets",
+)
+
 
 class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
            SubprocessMixin, DnsMixin, asyncio.BaseEventLoop):
@@ -92,6 +117,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     # asyncio's own loops have a selector here; some code (CPython's tests
     # among it) reads the attribute.  libuv is ours, so there is none.
     _selector = None
+
+    __slots__ = _ASYNCIO_ATTRS + _OWN_ATTRS
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,6 +153,9 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._sig_rsock: socket.socket | None = None
         self._sig_wsock: socket.socket | None = None
         self._sig_poll: UVPoll | None = None
+        # The wake-up fd's previous value while a run call has it installed; ()
+        # when not installed, None when run_forever() would install it.
+        self._sig_saved: tuple[int] | tuple[()] | None = ()
 
     # -- libuv handle bookkeeping ----------------------------------------------
 
@@ -201,6 +231,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             ms = -1
         if self._polls_changed:
             self._sync_polls()
+        if ms and self._sig_saved is None:   # the first wait of this run call
+            self._sig_saved = self._install_signal_wakeup()
         _uvl_run(self._uv, ms)
         pending = self._pending
         if pending.exc is not None:
@@ -295,23 +327,33 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # Fail as asyncio does before touching libuv or the wake-up fd.
         self._check_closed()
         self._check_running()
-        wakeup = self._install_signal_wakeup()
         self._pending = _base.pending_slot()   # this thread's
+        # The signal wake-up fd is installed before the first wait for I/O
+        # (_run_once), not here: a run call that never waits, such as
+        # run_until_complete() of a coroutine that does not block, leaves it
+        # alone.  With signal handlers it is there from the start, as
+        # asyncio's own is while its loop has handlers.
+        self._sig_saved = self._install_signal_wakeup() if self._signal_handlers else None
         try:
             super().run_forever()
         finally:
-            if wakeup is not None:
-                self._restore_signal_wakeup(wakeup)
+            saved, self._sig_saved = self._sig_saved, ()
+            if saved:
+                self._restore_signal_wakeup(saved)
 
     # Ctrl-C: Python's C-level signal handler only sets a flag, and libuv would
-    # go back to sleep in epoll_wait after EINTR.  While the loop runs in the
+    # go back to sleep in epoll_wait after EINTR.  While the loop waits in the
     # main thread, the signal wake-up fd points at a socket libuv polls, so the
     # loop wakes, Python runs its handler (raising KeyboardInterrupt, say) and
-    # the exception leaves run_forever() as it would on asyncio's loop.
+    # the exception leaves run_forever() as it would on asyncio's loop.  A
+    # signal arriving while the loop runs Python code is handled by Python
+    # between two bytecodes, as on asyncio's loop.
 
-    def _install_signal_wakeup(self) -> tuple[int] | None:
+    def _install_signal_wakeup(self) -> tuple[int] | tuple[()]:
+        """Point the signal wake-up fd at the loop; return ``(old fd,)``, or
+        ``()`` where it cannot be (outside the main thread)."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return ()
         if self._sig_poll is None:
             self._sig_rsock, self._sig_wsock = socket.socketpair()
             self._sig_rsock.setblocking(False)
@@ -322,8 +364,14 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         try:
             old = signal.set_wakeup_fd(self._sig_wsock.fileno())
         except (ValueError, OSError):
-            return None
+            return ()
         return (old,)
+
+    def _signal_wakeup_needed(self) -> None:
+        """A handler was added (add_signal_handler) while the loop runs: the
+        wake-up fd is installed now if this run call has not done it yet."""
+        if self._sig_saved is None:
+            self._sig_saved = self._install_signal_wakeup()
 
     def _restore_signal_wakeup(self, saved: tuple[int]) -> None:
         try:
