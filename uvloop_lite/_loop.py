@@ -57,6 +57,17 @@ _MAX_WAIT = 24 * 3600.0
 _REBUILD_MIN_TIMERS = 100
 
 
+# How many times this process is a child of os.fork() (after_in_child hooks).
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
 def _describe(handle: Handle) -> str:
     """How a slow callback is named in the debug log: its task, if it is a
     task's step, else the handle."""
@@ -96,7 +107,7 @@ _ASYNCIO_ATTRS = (
 )
 _OWN_ATTRS = (
     # _loop.py
-    "_async", "_handle_stats", "_handles", "_pending", "_pid", "_read_buffer",
+    "_async", "_forks", "_handle_stats", "_handles", "_pending", "_pid", "_read_buffer",
     "_read_bytes", "_read_view", "_sig_poll", "_sig_rsock", "_sig_wsock", "_sig_saved",
     "_uv", "_uv_closed", "_uv_data", "_uv_state", "_wake_timer",
     # the mixins
@@ -123,6 +134,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     def __init__(self) -> None:
         super().__init__()
         self._pid = os.getpid()
+        self._forks = _forks[0]
         self._handles: set[UVHandle] = set()
         self._handle_stats: dict[str, list[int]] = {}
         # malloc'd, not cffi memory: see "Closing the loop" in _handles/base.py.
@@ -316,7 +328,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._async.send()
 
     def _check_fork(self) -> None:
-        if os.getpid() != self._pid:
+        # getpid() is a system call: asked only once a fork has happened.
+        if _forks[0] != self._forks and os.getpid() != self._pid:
             raise RuntimeError(
                 "this event loop was created in another process; after fork() "
                 "create a new loop in the child")
