@@ -20,7 +20,7 @@ import socket
 import threading
 import warnings
 from asyncio import format_helpers
-from asyncio.events import Handle
+from asyncio.events import Handle, TimerHandle
 from contextvars import copy_context as _copy_context
 from asyncio.log import logger
 from typing import Any
@@ -76,6 +76,7 @@ def _describe(handle: Handle) -> str:
 
 
 _new_handle = object.__new__
+_heappush = heapq.heappush
 _uvl_run = lib.uvl_run
 
 
@@ -222,6 +223,42 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         handle._source_traceback = None
         self._ready.append(handle)
         return handle
+
+    def call_later(self, delay: Any, callback: Any, *args: Any,
+                   context: Any = None) -> TimerHandle:
+        """Schedule ``callback(*args)`` in ``delay`` seconds."""
+        if self._debug or (type(delay) is not float and type(delay) is not int):
+            # asyncio's own, with its checks and errors for odd delays (None...)
+            timer = super().call_later(delay, callback, *args, context=context)
+            if timer._source_traceback:
+                del timer._source_traceback[-1]   # this frame
+            return timer
+        return self.call_at(self.time() + delay, callback, *args, context=context)
+
+    def call_at(self, when: Any, callback: Any, *args: Any,
+                context: Any = None) -> TimerHandle:
+        """Schedule ``callback(*args)`` at loop time ``when``."""
+        if self._debug or self._closed or type(when) is not float:
+            # asyncio's own: debug checks, its errors, other types of deadline
+            timer = super().call_at(when, callback, *args, context=context)
+            if timer._source_traceback:
+                del timer._source_traceback[-1]   # this frame
+            return timer
+        # TimerHandle(when, callback, args, self, context) without the two
+        # Python-level __init__ calls and their debug check, as in call_soon.
+        timer = _new_handle(TimerHandle)
+        timer._context = _copy_context() if context is None else context
+        timer._loop = self
+        timer._callback = callback
+        timer._args = args
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = None
+        timer._when = when
+        timer._scheduled = False
+        _heappush(self._scheduled, timer)
+        timer._scheduled = True
+        return timer
 
     def _run_once(self) -> None:
         ready = self._ready
