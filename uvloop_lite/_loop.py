@@ -378,6 +378,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._check_closed()
         self._check_running()
         self._pending = _base.pending_slot()   # this thread's
+        if self._sig_poll is None and threading.current_thread() is threading.main_thread():
+            self._open_signal_wakeup()
         # The signal wake-up fd is installed before the first wait for I/O
         # (_run_once), not here: a run call that never waits, such as
         # run_until_complete() of a coroutine that does not block, leaves it
@@ -405,17 +407,22 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         if threading.current_thread() is not threading.main_thread():
             return ()
         if self._sig_poll is None:
-            self._sig_rsock, self._sig_wsock = socket.socketpair()
-            self._sig_rsock.setblocking(False)
-            self._sig_wsock.setblocking(False)
-            self._sig_poll = UVPoll(self, self._sig_rsock.fileno(), self._on_signal_wakeup)
-            self._sig_poll.start(READABLE)
-            self._sig_poll.unref()
+            self._open_signal_wakeup()
         try:
             old = signal.set_wakeup_fd(self._sig_wsock.fileno())
         except (ValueError, OSError):
             return ()
         return (old,)
+
+    def _open_signal_wakeup(self) -> None:
+        """The socket pair the wake-up fd writes to, and its poll handle
+        (once, by the first run call in the main thread)."""
+        self._sig_rsock, self._sig_wsock = socket.socketpair()
+        self._sig_rsock.setblocking(False)
+        self._sig_wsock.setblocking(False)
+        self._sig_poll = UVPoll(self, self._sig_rsock.fileno(), self._on_signal_wakeup)
+        self._sig_poll.start(READABLE)
+        self._sig_poll.unref()
 
     def _signal_wakeup_needed(self) -> None:
         """A handler was added (add_signal_handler) while the loop runs: the
