@@ -90,8 +90,12 @@ def test_loop_run_in_thread_has_no_signal_poll():
 
 
 def test_run_restores_signal_wakeup_fd(uv_loop):
+    """The loop's signal wake-up fd is in place from a run call's first wait
+    (so that Ctrl-C wakes libuv's poll), the caller's before it and after the
+    run."""
     a, b = socket.socketpair()
     a.setblocking(False)
+    mine = a.fileno()
     seen = []
 
     def probe():
@@ -99,17 +103,42 @@ def test_run_restores_signal_wakeup_fd(uv_loop):
         signal.set_wakeup_fd(fd)
         seen.append(fd)
 
-    old = signal.set_wakeup_fd(a.fileno())
+    old = signal.set_wakeup_fd(mine)
     try:
-        uv_loop.call_soon(probe)
-        uv_loop.call_soon(uv_loop.stop)
+        uv_loop.call_soon(probe)             # before the loop has waited
+        uv_loop.call_later(0.001, probe)     # after a wait for this timer
+        uv_loop.call_later(0.002, uv_loop.stop)
         uv_loop.run_forever()
-        assert signal.set_wakeup_fd(old) == a.fileno()
+        assert signal.set_wakeup_fd(old) == mine
     finally:
         signal.set_wakeup_fd(old)
         a.close()
         b.close()
-    assert seen and seen[0] not in (-1, a.fileno())
+    assert len(seen) == 2
+    assert seen[0] == mine
+    assert seen[1] not in (-1, mine)
+
+
+def test_run_that_never_waits_leaves_signal_wakeup_fd(loop):
+    """run_until_complete() of a coroutine that never blocks does not touch
+    the wake-up fd (as on asyncio's loop, which never does)."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    mine = a.fileno()
+
+    async def main():
+        fd = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(fd)
+        return fd
+
+    old = signal.set_wakeup_fd(mine)
+    try:
+        assert loop.run_until_complete(main()) == mine
+        assert signal.set_wakeup_fd(old) == mine
+    finally:
+        signal.set_wakeup_fd(old)
+        a.close()
+        b.close()
 
 
 def test_unclosed_loop_del_warns_and_releases_handles():

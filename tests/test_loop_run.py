@@ -280,3 +280,24 @@ def test_time_inside_running_loop_advances(loop):
         return loop.time() - t0
 
     assert loop.run_until_complete(main()) >= 0.002
+
+
+def test_loop_attributes_are_slots():
+    """Every attribute of a uvloop_lite loop, asyncio's and its own, is a slot
+    (``_loop._ASYNCIO_ATTRS``, ``_OWN_ATTRS``): an attribute added without one
+    lands in the instance dict, and past 30 entries CPython's lookups on the
+    loop (several per call_at, cancel, future...) take a slower path."""
+    import uvloop_lite
+
+    loop = uvloop_lite.new_event_loop()
+    try:
+        async def main():
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            server.close()
+            await server.wait_closed()
+            await asyncio.sleep(0.001)   # a wait: the signal wake-up fd too
+
+        loop.run_until_complete(main())
+        assert vars(loop) == {}
+    finally:
+        loop.close()

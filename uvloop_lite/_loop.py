@@ -38,7 +38,7 @@ from ._signals import SignalsMixin
 from ._sock import SockMixin
 from ._streams import StreamsMixin
 from ._subprocess import SubprocessMixin
-from ._typing import Handle
+from ._typing import Handle, TimerHandle
 
 if TYPE_CHECKING:
     from contextvars import Context
@@ -65,6 +65,17 @@ _MAX_WAIT = 24 * 3600.0
 _REBUILD_MIN_TIMERS = 100
 
 
+# How many times this process is a child of os.fork() (after_in_child hooks).
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
 def _describe(handle: Handle) -> str:
     """How a slow callback is named in the debug log: its task, if it is a
     task's step, else the handle."""
@@ -73,6 +84,7 @@ def _describe(handle: Handle) -> str:
 
 
 _new_handle = object.__new__
+_heappush = heapq.heappush
 _uvl_run = lib.uvl_run
 
 
@@ -88,6 +100,31 @@ def _report_callback_error(handle: Handle, exc: BaseException) -> None:
 # Size of the loop-wide buffer every plain (non-buffered) stream reads into.
 _READ_BUFFER_SIZE = 256 * 1024
 
+# Every attribute of a Loop is a slot: asyncio.BaseEventLoop's (3.9-3.13) and
+# ours (the mixins' too).  CPython (3.11+) keeps at most 30 attributes in an
+# object's inline values; with more (a Loop has 45) its dict becomes an
+# ordinary one, and every attribute and method lookup on the loop (asyncio's
+# call_at, cancel, create_future... make several per operation) takes the
+# slow path.  An attribute missing here still works, from the instance dict.
+_ASYNCIO_ATTRS = (
+    "_asyncgens", "_asyncgens_shutdown_called", "_clock_resolution", "_closed",
+    "_coroutine_origin_tracking_enabled", "_coroutine_origin_tracking_saved_depth",
+    "_current_handle", "_debug", "_default_executor", "_exception_handler",
+    "_executor_shutdown_called", "_internal_fds", "_old_agen_hooks", "_ready",
+    "_scheduled", "_stopping", "_task_factory", "_thread_id", "_timer_cancelled_count",
+    "slow_callback_duration",
+)
+_OWN_ATTRS = (
+    # _loop.py
+    "_async", "_forks", "_handle_stats", "_handles", "_pending", "_pid", "_read_buffer",
+    "_read_bytes", "_read_view", "_sig_poll", "_sig_rsock", "_sig_wsock", "_sig_saved",
+    "_uv", "_uv_closed", "_uv_data", "_uv_state", "_wake_timer",
+    # the mixins
+    "_dns_requests", "_poll_guard", "_polls", "_polls_changed", "_polls_idle", "_recv_buf_made", "_recv_bufs",
+    "_servers", "_signal_handlers", "_subprocesses", "_transports",
+    "_unix_server_sockets",
+)
+
 
 class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
            SubprocessMixin, DnsMixin, asyncio.BaseEventLoop):
@@ -101,9 +138,12 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     # among it) reads the attribute.  libuv is ours, so there is none.
     _selector = None
 
+    __slots__ = _ASYNCIO_ATTRS + _OWN_ATTRS
+
     def __init__(self) -> None:
         super().__init__()
         self._pid = os.getpid()
+        self._forks = _forks[0]
         self._handles: set[UVHandle] = set()
         self._handle_stats: dict[str, list[int]] = {}
         # malloc'd, not cffi memory: see "Closing the loop" in _handles/base.py.
@@ -134,6 +174,9 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._sig_rsock: socket.socket | None = None
         self._sig_wsock: socket.socket | None = None
         self._sig_poll: UVPoll | None = None
+        # The wake-up fd's previous value while a run call has it installed; ()
+        # when not installed, None when run_forever() would install it.
+        self._sig_saved: tuple[int] | tuple[()] | None = ()
 
     # -- libuv handle bookkeeping ----------------------------------------------
 
@@ -194,6 +237,42 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._ready.append(handle)
         return handle
 
+    def call_later(self, delay: float, callback: Callable[[Unpack[Ts]], object],
+                   *args: Unpack[Ts], context: Context | None = None) -> TimerHandle:
+        """Schedule ``callback(*args)`` in ``delay`` seconds."""
+        if self._debug or (type(delay) is not float and type(delay) is not int):
+            # asyncio's own, with its checks and errors for odd delays (None...)
+            timer = super().call_later(delay, callback, *args, context=context)
+            if timer._source_traceback:
+                del timer._source_traceback[-1]   # this frame
+            return timer
+        return self.call_at(self.time() + delay, callback, *args, context=context)
+
+    def call_at(self, when: float, callback: Callable[[Unpack[Ts]], object],
+                *args: Unpack[Ts], context: Context | None = None) -> TimerHandle:
+        """Schedule ``callback(*args)`` at loop time ``when``."""
+        if self._debug or self._closed or type(when) is not float:
+            # asyncio's own: debug checks, its errors, other types of deadline
+            timer = super().call_at(when, callback, *args, context=context)
+            if timer._source_traceback:
+                del timer._source_traceback[-1]   # this frame
+            return timer
+        # TimerHandle(when, callback, args, self, context) without the two
+        # Python-level __init__ calls and their debug check, as in call_soon.
+        timer = _new_handle(TimerHandle)
+        timer._context = _copy_context() if context is None else context
+        timer._loop = self
+        timer._callback = callback
+        timer._args = args
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = None
+        timer._when = when
+        timer._scheduled = False
+        _heappush(self._scheduled, timer)
+        timer._scheduled = True
+        return timer
+
     def _run_once(self) -> None:
         ready = self._ready
         if ready:
@@ -217,6 +296,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             ms = -1
         if self._polls_changed:
             self._sync_polls()
+        if ms and self._sig_saved is None:   # the first wait of this run call
+            self._sig_saved = self._install_signal_wakeup()
         _uvl_run(self._uv, ms)
         pending = self._pending
         if pending.exc is not None:
@@ -309,7 +390,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._async.send()
 
     def _check_fork(self) -> None:
-        if os.getpid() != self._pid:
+        # getpid() is a system call: asked only once a fork has happened.
+        if _forks[0] != self._forks and os.getpid() != self._pid:
             raise RuntimeError(
                 "this event loop was created in another process; after fork() "
                 "create a new loop in the child")
@@ -320,35 +402,58 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # Fail as asyncio does before touching libuv or the wake-up fd.
         self._check_closed()
         self._check_running()
-        wakeup = self._install_signal_wakeup()
         self._pending = _base.pending_slot()   # this thread's
+        if self._sig_poll is None and threading.current_thread() is threading.main_thread():
+            self._open_signal_wakeup()
+        # The signal wake-up fd is installed before the first wait for I/O
+        # (_run_once), not here: a run call that never waits, such as
+        # run_until_complete() of a coroutine that does not block, leaves it
+        # alone.  With signal handlers it is there from the start, as
+        # asyncio's own is while its loop has handlers.
+        self._sig_saved = self._install_signal_wakeup() if self._signal_handlers else None
         try:
             super().run_forever()
         finally:
-            if wakeup is not None:
-                self._restore_signal_wakeup(wakeup)
+            saved, self._sig_saved = self._sig_saved, ()
+            if saved:
+                self._restore_signal_wakeup(saved)
 
     # Ctrl-C: Python's C-level signal handler only sets a flag, and libuv would
-    # go back to sleep in epoll_wait after EINTR.  While the loop runs in the
+    # go back to sleep in epoll_wait after EINTR.  While the loop waits in the
     # main thread, the signal wake-up fd points at a socket libuv polls, so the
     # loop wakes, Python runs its handler (raising KeyboardInterrupt, say) and
-    # the exception leaves run_forever() as it would on asyncio's loop.
+    # the exception leaves run_forever() as it would on asyncio's loop.  A
+    # signal arriving while the loop runs Python code is handled by Python
+    # between two bytecodes, as on asyncio's loop.
 
-    def _install_signal_wakeup(self) -> tuple[int] | None:
+    def _install_signal_wakeup(self) -> tuple[int] | tuple[()]:
+        """Point the signal wake-up fd at the loop; return ``(old fd,)``, or
+        ``()`` where it cannot be (outside the main thread)."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return ()
         if self._sig_poll is None:
-            self._sig_rsock, self._sig_wsock = socket.socketpair()
-            self._sig_rsock.setblocking(False)
-            self._sig_wsock.setblocking(False)
-            self._sig_poll = UVPoll(self, self._sig_rsock.fileno(), self._on_signal_wakeup)
-            self._sig_poll.start(READABLE)
-            self._sig_poll.unref()
-        try:   # (the sockets were made with _sig_poll)
+            self._open_signal_wakeup()
+        try:
             old = signal.set_wakeup_fd(self._sig_wsock.fileno())  # type: ignore[union-attr]
         except (ValueError, OSError):
-            return None
+            return ()
         return (old,)
+
+    def _open_signal_wakeup(self) -> None:
+        """The socket pair the wake-up fd writes to, and its poll handle
+        (once, by the first run call in the main thread)."""
+        self._sig_rsock, self._sig_wsock = socket.socketpair()
+        self._sig_rsock.setblocking(False)
+        self._sig_wsock.setblocking(False)
+        self._sig_poll = UVPoll(self, self._sig_rsock.fileno(), self._on_signal_wakeup)
+        self._sig_poll.start(READABLE)
+        self._sig_poll.unref()
+
+    def _signal_wakeup_needed(self) -> None:
+        """A handler was added (add_signal_handler) while the loop runs: the
+        wake-up fd is installed now if this run call has not done it yet."""
+        if self._sig_saved is None:
+            self._sig_saved = self._install_signal_wakeup()
 
     def _restore_signal_wakeup(self, saved: tuple[int]) -> None:
         try:

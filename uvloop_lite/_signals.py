@@ -103,6 +103,8 @@ class SignalsMixin(LoopBase):
         # finds this loop.
         self._signal_handlers[sig] = (handle, None)
         _receivers.setdefault(sig, weakref.WeakSet()).add(self)
+        # A running loop learns from now on of the signals other handlers get.
+        self._signal_wakeup_needed()
         try:
             # Also validates the number as asyncio does (SIGKILL -> EINVAL).
             # When _dispatch is in place already, this swaps it for itself.
