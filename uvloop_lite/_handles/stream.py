@@ -333,7 +333,8 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
     # -- writing ---------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
+        is_bytes = type(data) is bytes
+        if not is_bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         if self._eof:
@@ -347,7 +348,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
-        if type(data) is not bytes:
+        if not is_bytes:
             data = bytes(data)   # the caller may reuse a mutable buffer at once
         size = len(data)
         if not self._pending:
