@@ -9,12 +9,15 @@ Each server (bench/servers.py) runs under ``valgrind --tool=callgrind
 counted) makes ``--conns`` connections and does some warm-up exchanges,
 then instrumentation is switched on (``callgrind_control -i on``), more
 warm-up, the counters zeroed, ``--requests`` request/response exchanges
-run (round-robin over the connections, one in flight on each, every
-response read whole) and the counts dumped.  Prints instructions (Ir) per request per server, with
-the ratio asyncio / each loop.  With one connection every request is one
-read and one loop iteration on the server; more connections let the server
-take several reads per iteration, as under bench/run.py's load (with a
-timing-dependent batching, so less deterministic).
+run (in rounds: a request sent on every connection, then every response
+read whole) and the counts dumped.  Prints instructions (Ir) per request
+per server, with the ratio asyncio / each loop.  With one connection every
+request is one read and one loop iteration on the server; with more, the
+server (slowed down by valgrind) mostly finds a whole round ready in one
+iteration, as a busy server under bench/run.py's load does (the batching
+depends on timing, so those counts are less exact).  Counts leave out the
+kernel, which on loopback is most of a request's CPU time (the loops make
+the same system calls per request: see bench/README.md).
 """
 
 from __future__ import annotations
@@ -48,15 +51,20 @@ def _response_len(mode: str, size: int) -> int:
 
 
 def _exchange(socks: List[socket.socket], req: bytes, resp_len: int, n: int) -> None:
-    for i in range(n):
-        s = socks[i % len(socks)]
-        s.sendall(req)
-        got = 0
-        while got < resp_len:
-            chunk = s.recv(resp_len - got)
-            if not chunk:
-                raise RuntimeError("server closed the connection")
-            got += len(chunk)
+    """``n`` request/response exchanges, in rounds: a request sent on every
+    connection, then every response read whole (the last round may be
+    shorter)."""
+    for first in range(0, n, len(socks)):
+        batch = socks[:n - first]
+        for s in batch:
+            s.sendall(req)
+        for s in batch:
+            got = 0
+            while got < resp_len:
+                chunk = s.recv(resp_len - got)
+                if not chunk:
+                    raise RuntimeError("server closed the connection")
+                got += len(chunk)
 
 
 def _control(pid: int, *args: str) -> None:
