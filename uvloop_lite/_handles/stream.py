@@ -386,7 +386,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._buffer_size += size
         self._maybe_pause_protocol()
 
-    def _write_without_loop(self, data: bytes) -> None:
+    def _write_without_loop(self, data: bytes | bytearray | memoryview) -> None:
         """write() on a transport left open when its loop closed (libuv's fd
         is gone, the transport's socket is not).  As asyncio's transport:
         send what the kernel takes at once; more would need the loop
