@@ -86,6 +86,10 @@ def _describe(handle: Handle) -> str:
 _new_handle = object.__new__
 _heappush = heapq.heappush
 _uvl_run = lib.uvl_run
+# The same for the timeouts of nearly every iteration (-1, 0), with the loop
+# as the only argument: cheaper to call through cffi.
+_uvl_run_wait = lib.uvl_run_wait
+_uvl_run_nowait = lib.uvl_run_nowait
 
 
 def _report_callback_error(handle: Handle, exc: BaseException) -> None:
@@ -298,7 +302,12 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             self._sync_polls()
         if ms and self._sig_saved is None:   # the first wait of this run call
             self._sig_saved = self._install_signal_wakeup()
-        _uvl_run(self._uv, ms)
+        if ms < 0:
+            _uvl_run_wait(self._uv)
+        elif ms:
+            _uvl_run(self._uv, ms)
+        else:
+            _uvl_run_nowait(self._uv)
         pending = self._pending
         if pending.exc is not None:
             exc = _base.take_pending(pending, self)

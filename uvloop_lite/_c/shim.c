@@ -47,6 +47,18 @@ int uvl_run(uv_loop_t* loop, int64_t timeout_ms) {
     return r;
 }
 
+/* uvl_run(loop, -1) and uvl_run(loop, 0) with the loop as the only
+ * argument: cffi then passes it without building and unpacking an argument
+ * tuple and converting the timeout (the two cases of nearly every
+ * iteration). */
+int uvl_run_wait(uv_loop_t* loop) {
+    return uvl_run(loop, -1);
+}
+
+int uvl_run_nowait(uv_loop_t* loop) {
+    return uvl_run(loop, 0);
+}
+
 static void uvl__wakeup_cb(uv_async_t* async) {
     (void)async;  /* the ready queue is run by Python once uv_run returns */
 }

@@ -14,6 +14,8 @@ typedef struct { char* base; size_t len; uv_timer_t* wake; int running; } uvl_lo
  * without blocking, > 0 arms the loop's wake-up timer first.  One crossing
  * per iteration instead of three. */
 int uvl_run(uv_loop_t* loop, int64_t timeout_ms);
+int uvl_run_wait(uv_loop_t* loop);
+int uvl_run_nowait(uv_loop_t* loop);
 
 /* uv_async_init() with a callback that does nothing in C: the loop's
  * call_soon_threadsafe() wake-up only needs uv_run() to return. */

@@ -333,7 +333,8 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
     # -- writing ---------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
+        is_bytes = type(data) is bytes
+        if not is_bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         if self._eof:
@@ -347,7 +348,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
-        if type(data) is not bytes:
+        if not is_bytes:
             data = bytes(data)   # the caller may reuse a mutable buffer at once
         size = len(data)
         if not self._pending:
@@ -385,7 +386,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._buffer_size += size
         self._maybe_pause_protocol()
 
-    def _write_without_loop(self, data: bytes) -> None:
+    def _write_without_loop(self, data: bytes | bytearray | memoryview) -> None:
         """write() on a transport left open when its loop closed (libuv's fd
         is gone, the transport's socket is not).  As asyncio's transport:
         send what the kernel takes at once; more would need the loop
