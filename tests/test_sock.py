@@ -454,3 +454,104 @@ def test_sock_recv_on_peer_reset(loop):
             return type(ei.value)
 
     assert loop.run_until_complete(main()) is ConnectionResetError
+
+
+def _reset_pair_errors(loop, call):
+    """The exception of ``call(a)`` on a connection whose peer reset it."""
+    async def main():
+        a, b = await _tcp_pair(loop)
+        with a:
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            b.close()
+            with pytest.raises(OSError) as ei:
+                await call(a)
+            return type(ei.value), ei.value.args, str(ei.value)
+
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("method", ["recv", "sendall"])
+def test_sock_errors_are_the_socket_methods_own(loop, method):
+    """uvloop_lite makes the system call itself (shim.c): its errors are
+    what socket.recv()/send() raise, type, args and message."""
+    async def own(a):
+        return a.recv(1024) if method == "recv" else a.send(b"x" * 1024)
+
+    async def loops(a):
+        if method == "recv":
+            return await loop.sock_recv(a, 1024)
+        return await loop.sock_sendall(a, b"x" * 1024)
+
+    expected = _reset_pair_errors(loop, own)
+    assert expected[0] in (ConnectionResetError, BrokenPipeError)
+    assert _reset_pair_errors(loop, loops) == expected
+    sock = socket.socket()
+    sock.close()
+    with pytest.raises(OSError) as ei:
+        sock.recv(1)
+    own_closed = (type(ei.value), ei.value.args, str(ei.value))
+    with pytest.raises(OSError) as ei:
+        loop.run_until_complete(loops(sock))
+    assert (type(ei.value), ei.value.args, str(ei.value)) == own_closed
+
+
+def test_sock_recv_and_sendall_on_a_socket_with_a_timeout(loop):
+    """Outside debug mode a socket with a timeout is used as given: its
+    recv()/send() wait up to the timeout and raise socket.timeout, on the
+    loop's thread (as asyncio's loop calls them)."""
+    async def main():
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            try:   # fill the send buffer
+                while True:
+                    a.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+            results = []
+            a.settimeout(0.01)
+            b.settimeout(0.01)
+            for call in (lambda: loop.sock_recv(a, 1024),
+                         lambda: loop.sock_recv(a, 262144),
+                         lambda: loop.sock_sendall(a, b"y" * 1024)):
+                with pytest.raises(socket.timeout):
+                    await call()
+                results.append(True)
+            results.append(len(await loop.sock_recv(b, 1024)))   # data there
+            return results
+
+    assert loop.run_until_complete(main()) == [True, True, True, 1024]
+
+
+class _RecordingSocket(socket.socket):
+    """A socket whose recv()/send() are its own: what the loop must call."""
+
+    __slots__ = ("calls",)
+
+    def recv(self, n, *args):
+        self.calls.append(("recv", n))
+        return super().recv(n, *args)
+
+    def send(self, data, *args):
+        self.calls.append(("send", len(data)))
+        return super().send(data, *args)
+
+
+def test_sock_recv_and_sendall_call_overridden_methods(loop):
+    async def main():
+        a0, b = socket.socketpair()
+        a = _RecordingSocket(a0.family, a0.type, fileno=a0.detach())
+        a.calls = []
+        with a, b:
+            a.setblocking(False)
+            b.setblocking(False)
+            pending = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0)
+            b.send(b"one")
+            got = [await pending]
+            await loop.sock_sendall(a, b"two")
+            got.append(b.recv(100))
+            return got, a.calls
+
+    assert loop.run_until_complete(main()) == (
+        [b"one", b"two"], [("recv", 100), ("recv", 100), ("send", 3)])

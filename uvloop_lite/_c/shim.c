@@ -334,6 +334,20 @@ int uvl_udp_try_send(uv_udp_t* handle, const char* data, size_t len, const char*
     return (int)r;
 }
 
+ssize_t uvl_sock_recv(int fd, char* buf, size_t len) {
+    ssize_t r = recv(fd, buf, len, 0);
+    if (r < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return r;
+}
+
+ssize_t uvl_sock_send(int fd, const char* data, size_t len) {
+    ssize_t r = send(fd, data, len, 0);
+    if (r < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return r;
+}
+
 /* Requests complete in the order they were queued (cancelled ones too, when
  * the handle closes), so the transport only needs to know which one: the
  * oldest.  handle->data is still set while libuv cancels at close. */

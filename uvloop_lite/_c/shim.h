@@ -76,6 +76,14 @@ int uvl_udp_recv_start(uv_udp_t* handle);
 int uvl_udp_try_send(uv_udp_t* handle, const char* data, size_t len, const char* addr);
 int uvl_udp_send(uv_udp_send_t* req, uv_udp_t* handle, const char* data, size_t len, const char* addr);
 
+/* recv(fd, buf, len, 0) and send(fd, data, len, 0) for the loop's sock_*
+ * methods: the byte count, or -errno (-EAGAIN for EWOULDBLOCK too), so that a
+ * call that would block costs no Python exception.  EINTR is returned, not
+ * retried: Python retries through the socket object, running signal handlers
+ * first, as socket.recv()/send() do. */
+ssize_t uvl_sock_recv(int fd, char* buf, size_t len);
+ssize_t uvl_sock_send(int fd, const char* data, size_t len);
+
 /* fd watchers.  A uvl_poll_t is a uv_poll_t (its first member) that also
  * remembers which file its fd named at uvl_poll_init(): uvl_poll_start()
  * fails (UV_EBADF, or UV_EPERM/UV_ENOENT as epoll would for the file now
