@@ -428,10 +428,16 @@ class SockMixin(LoopBase):
     def _retry(self, fut: Any, sock: socket.socket, method: str, args: tuple[Any, ...]) -> None:
         """Run one non-blocking attempt for a waiting sock_* call.  The method
         is looked up on each attempt, as asyncio does."""
+        if not fut.done():
+            self._call_step(fut, getattr(sock, method), *args)
+
+    def _call_step(self, fut: Any, func: Callable[..., Any], *args: Any) -> None:
+        """One attempt of a waiting call: ``func(*args)``'s result or error
+        to ``fut``; would-block and EINTR wait for the next readiness."""
         if fut.done():
             return
         try:
-            result = getattr(sock, method)(*args)
+            result = func(*args)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -563,21 +569,6 @@ class SockMixin(LoopBase):
             if data is not None:
                 fut.set_result(data)
 
-    def _read_step(self, fut: Any, read: Callable[..., Any], sock: socket.socket, n: int) -> None:
-        if fut.done():
-            return
-        try:
-            result = read(sock, n)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut = None  # held by this frame, in the exception's traceback
-        else:
-            fut.set_result(result)
-
     # -- the sock_* coroutines ---------------------------------------------------------
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
@@ -618,7 +609,7 @@ class SockMixin(LoopBase):
             except (BlockingIOError, InterruptedError):
                 pass
             got: tuple[bytes, Any] = await self._sock_await(
-                sock, "reader", self._read_step, self._recvfrom_buffered, sock, bufsize)
+                sock, "reader", self._call_step, self._recvfrom_buffered, sock, bufsize)
             return got
         try:
             return sock.recvfrom(bufsize)
