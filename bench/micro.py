@@ -4,12 +4,18 @@ is importable) and uvloop_lite side by side, in one run.
     python bench/micro.py                 # all benchmarks, best of 3
     python bench/micro.py --quick         # a fraction of the work, one round
     python bench/micro.py --only timers,tasks --repeat 5
+    python bench/micro.py --isolate       # each loop in its own process (default on PyPy)
 
 Every benchmark is an ordinary asyncio coroutine run with
 ``loop.run_until_complete`` on a fresh loop of each kind; the figure is
 operations per second (best of ``--repeat`` rounds), and the ratio is against
 asyncio's own loop (above 1.00x = faster).  The benchmarks check their own
 results, so a loop that drops callbacks fails instead of looking fast.
+
+On PyPy the loops share asyncio's pure-Python code, and the JIT compiles it
+for whichever loop runs it first: in one process the first loop measured gets
+the best machine code.  ``--isolate`` (the default on PyPy) therefore runs
+each loop's rounds of each benchmark in a fresh process of its own.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import platform
 import queue
+import subprocess
 import sys
 import threading
 import time
@@ -108,6 +116,35 @@ async def call_later_timers(n: int) -> int:
     for handle in handles[::4]:
         handle.cancel()
     await done
+    return n
+
+
+async def timer_cancel(n: int) -> int:
+    """A timer made and cancelled at once (a timeout that is not needed);
+    the loop purges the cancelled ones as it goes (sleep(0) every 1,000)."""
+    loop = asyncio.get_running_loop()
+    fired = []
+    for i in range(n):
+        loop.call_later(10.0, fired.append, i).cancel()
+        if i % 1000 == 999:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    if fired:
+        raise AssertionError("a cancelled timer fired")
+    return n
+
+
+def run_until_complete_entry(loop: asyncio.AbstractEventLoop, n: int) -> int:
+    """``loop.run_until_complete(coro)`` of a coroutine that returns at once:
+    the cost of entering and leaving the loop (sync: not run inside it)."""
+    async def nothing(i: int) -> int:
+        return i
+
+    total = 0
+    for i in range(n):
+        total += loop.run_until_complete(nothing(1))
+    if total != n:
+        raise AssertionError("run_until_complete lost a result")
     return n
 
 
@@ -229,11 +266,14 @@ async def udp_echo(n: int) -> int:
     return n
 
 
-# name -> (workload, default size)
-BENCHMARKS: Dict[str, Tuple[Bench, int]] = {
+# name -> (workload, default size); a workload that is not a coroutine
+# function is given the loop and runs it itself.
+BENCHMARKS: Dict[str, Tuple[Any, int]] = {
     "call_soon": (call_soon_batch, 200_000),
     "call_soon_chain": (call_soon_chain, 100_000),
     "timers": (call_later_timers, 50_000),
+    "timer_cancel": (timer_cancel, 200_000),
+    "run_until_complete": (run_until_complete_entry, 20_000),
     "threadsafe": (threadsafe_ping_pong, 10_000),
     "tasks": (gather_tasks, 20_000),
     "queue": (queue_producer_consumer, 50_000),
@@ -258,15 +298,19 @@ def loop_factories() -> Dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     return factories
 
 
-def run_once(factory: Callable[[], asyncio.AbstractEventLoop], bench: Bench,
+def run_once(factory: Callable[[], asyncio.AbstractEventLoop], bench: Any,
              n: int) -> float:
     """Run one round on a fresh loop; return operations per second."""
     loop = factory()
     asyncio.set_event_loop(loop)
     try:
         gc.collect()
-        start = time.perf_counter()
-        ops = loop.run_until_complete(bench(n))
+        if asyncio.iscoroutinefunction(bench):
+            start = time.perf_counter()
+            ops = loop.run_until_complete(bench(n))
+        else:
+            start = time.perf_counter()
+            ops = bench(loop, n)
         elapsed = time.perf_counter() - start
     finally:
         asyncio.set_event_loop(None)
@@ -275,20 +319,36 @@ def run_once(factory: Callable[[], asyncio.AbstractEventLoop], bench: Bench,
 
 
 def measure(names: List[str], kinds: Dict[str, Callable[[], Any]], scale: float,
-            repeat: int) -> Dict[str, Dict[str, float]]:
+            repeat: int, isolate: bool = False,
+            quiet: bool = False) -> Dict[str, Dict[str, float]]:
     """{benchmark: {loop kind: best ops/s}}; the kinds alternate within each
-    round so that a noisy moment does not favour one of them."""
+    round so that a noisy moment does not favour one of them.  ``isolate``:
+    each kind's rounds run in a fresh process of its own instead."""
     results: Dict[str, Dict[str, float]] = {}
     for name in names:
         bench, size = BENCHMARKS[name]
         n = max(8, int(size * scale))
         best: Dict[str, float] = {kind: 0.0 for kind in kinds}
-        for _ in range(repeat):
-            for kind, factory in kinds.items():
-                best[kind] = max(best[kind], run_once(factory, bench, n))
+        if isolate:
+            for kind in kinds:
+                best[kind] = _measure_apart(name, kind, scale, repeat)
+        else:
+            for _ in range(repeat):
+                for kind, factory in kinds.items():
+                    best[kind] = max(best[kind], run_once(factory, bench, n))
         results[name] = best
-        print(_row(name, best, list(kinds)), flush=True)
+        if not quiet:
+            print(_row(name, best, list(kinds)), flush=True)
     return results
+
+
+def _measure_apart(name: str, kind: str, scale: float, repeat: int) -> float:
+    """One benchmark on one loop kind, in a new process (see --isolate)."""
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--only", name, "--loops", kind,
+         "--scale", repr(scale), "--repeat", str(repeat), "--no-isolate", "--json"],
+        check=True, stdout=subprocess.PIPE).stdout
+    return float(json.loads(out)[name][kind])
 
 
 # -- output --------------------------------------------------------------------------
@@ -323,7 +383,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="same as --scale 0.1 --repeat 1")
     parser.add_argument("--no-uvloop", action="store_true",
                         help="leave uvloop out even if it is installed")
+    parser.add_argument("--loops", default="",
+                        help="comma-separated loop kinds (asyncio,uvloop,uvloop_lite)")
+    iso = parser.add_mutually_exclusive_group()
+    iso.add_argument("--isolate", dest="isolate", action="store_true", default=None,
+                     help="each loop's rounds in a process of its own "
+                          "(default on PyPy, whose JIT favours the loop run first)")
+    iso.add_argument("--no-isolate", dest="isolate", action="store_false",
+                     help="all loops in this process, taking turns")
+    parser.add_argument("--json", action="store_true",
+                        help="print {benchmark: {loop: ops/s}} as JSON only")
     args = parser.parse_args(argv)
+    isolate = (platform.python_implementation() == "PyPy"
+               if args.isolate is None else args.isolate)
 
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -337,6 +409,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     kinds = loop_factories()
     if args.no_uvloop:
         kinds.pop("uvloop", None)
+    if args.loops:
+        wanted = [k.strip() for k in args.loops.split(",") if k.strip()]
+        missing = [k for k in wanted if k not in kinds]
+        if missing:
+            parser.error(f"loop(s) not available: {', '.join(missing)}")
+        kinds = {k: kinds[k] for k in wanted}
+    if args.json:
+        print(json.dumps(measure(names, kinds, scale, repeat, isolate, quiet=True)))
+        return 0
     versions = [f"{platform.python_implementation()} {platform.python_version()}",
                 f"uvloop_lite {uvloop_lite.__version__} on libuv "
                 f"{uvloop_lite.libuv_version()}"]
@@ -348,9 +429,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         else "uvloop left out")
     print(f"event loop micro-benchmarks: {'; '.join(versions)}")
     print(f"operations per second, best of {repeat}; (x) = ratio to asyncio, "
-          "higher is faster\n")
+          "higher is faster" + ("; each loop in a process of its own" if isolate else "")
+          + "\n")
     print(_header(list(kinds)))
-    measure(names, kinds, scale, repeat)
+    measure(names, kinds, scale, repeat, isolate)
     return 0
 
 

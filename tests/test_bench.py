@@ -210,3 +210,21 @@ def test_idle_connection_costs_no_more_than_asyncio() -> None:
     first use and its uv_handle_t * cast on demand)."""
     per_conn = {kind: _traced_bytes_per_idle_conn(kind) for kind in ("asyncio", "uvloop_lite")}
     assert per_conn["uvloop_lite"] <= per_conn["asyncio"], per_conn
+
+
+@pytest.mark.parametrize("isolate", ["--isolate", "--no-isolate"])
+def test_micro_rows_run_on_both_loops(isolate: str) -> None:
+    """micro.py's rows the speed targets name (timers, timer_cancel,
+    run_until_complete), a tiny run of each on asyncio and uvloop_lite, in
+    one process or one per loop: a positive rate for every cell."""
+    import json
+    rows = "timers,timer_cancel,run_until_complete,call_soon"
+    out = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "micro.py"), "--only", rows, "--scale", "0.01",
+         "--repeat", "1", "--loops", "asyncio,uvloop_lite", isolate, "--json"],
+        check=True, stdout=subprocess.PIPE, timeout=120).stdout
+    result = json.loads(out)
+    assert sorted(result) == sorted(rows.split(","))
+    for row in result.values():
+        assert sorted(row) == ["asyncio", "uvloop_lite"]
+        assert all(rate > 0 for rate in row.values())
