@@ -103,17 +103,26 @@ def test_run_restores_signal_wakeup_fd(uv_loop):
         signal.set_wakeup_fd(fd)
         seen.append(fd)
 
+    def probe_and_stop():
+        probe()
+        uv_loop.stop()
+
+    # The second probe is a reader's: with nothing ready and no timer, the
+    # loop's next step is a wait (a timer might be due at once on a slow
+    # machine, and the loop would then not wait at all).
+    c, d = socket.socketpair()
+    d.send(b"x")
     old = signal.set_wakeup_fd(mine)
     try:
         uv_loop.call_soon(probe)             # before the loop has waited
-        uv_loop.call_later(0.001, probe)     # after a wait for this timer
-        uv_loop.call_later(0.002, uv_loop.stop)
+        uv_loop.add_reader(c, probe_and_stop)
         uv_loop.run_forever()
+        uv_loop.remove_reader(c)
         assert signal.set_wakeup_fd(old) == mine
     finally:
         signal.set_wakeup_fd(old)
-        a.close()
-        b.close()
+        for s in (a, b, c, d):
+            s.close()
     assert len(seen) == 2
     assert seen[0] == mine
     assert seen[1] not in (-1, mine)
