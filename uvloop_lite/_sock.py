@@ -690,14 +690,7 @@ class SockMixin(LoopBase):
             pass
         else:
             return
-        fut: futures.Future[None] | None
-        fut = self.create_future()
-        wait = self._sock_wait(sock, "writer", self._connect_step, fut, sock, address)
-        try:
-            return await fut
-        finally:
-            self._sock_unwait(wait, "writer")
-            fut = None  # the exception's traceback holds this frame: no cycle
+        await self._sock_await(sock, "writer", self._connect_step, sock, address)
 
     def _connect_step(self, fut: Any, sock: socket.socket, address: Any) -> None:
         if fut.done():
