@@ -272,9 +272,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         timer._repr = None
         timer._source_traceback = None
         timer._when = when
-        timer._scheduled = False
+        timer._scheduled = True   # (heappush compares _when only)
         _heappush(self._scheduled, timer)
-        timer._scheduled = True
         return timer
 
     def _run_once(self) -> None:
