@@ -129,7 +129,9 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._shutdown_req: Any = None
         # Contexts, as asyncio's reader and writer Handles have them (see
         # "Contexts" in the module doc): reads run in _read_context, write
-        # completions in _write_context.
+        # completions in _write_context.  The reader's is a copy of the
+        # context the transport is made (and _start()ed) in, as asyncio's
+        # reader Handle, made from a call_soon() of that context.
         self._read_context: Context = _copy_context()
         self._write_context: Context | None = None
         self._set_write_buffer_limits()   # the default marks (as the mixin's __init__)
@@ -170,9 +172,6 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
                 self._server._attach(self)
             else:
                 self._server._attach()
-        # The reader's context: a copy of this one, as asyncio's reader Handle
-        # (made from the call_soon() below, in a copy of this context).
-        self._read_context = _copy_context()
         self._loop.call_soon(self._connection_made, waiter)
 
     def _connection_made(self, waiter: futures.Future[Any] | None) -> None:
