@@ -224,6 +224,26 @@ int uvl_read_start_buffered(uv_stream_t* stream) {
     return uv_read_start(stream, uvl_on_alloc, uvl__read_cb);
 }
 
+/* No buffer: libuv reads nothing and calls the read callback with
+ * UV_ENOBUFS, and Python reads the socket itself (uvl_read_direct). */
+static void uvl__alloc_none(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
+    (void)handle;
+    (void)suggested;
+    buf->base = NULL;
+    buf->len = 0;
+}
+
+int uvl_read_direct(uv_stream_t* stream, int direct) {
+    /* alloc_cb is a public field of uv_stream_t, read by libuv before each
+     * read; only a stream reading into the loop's buffer changes mode. */
+    if (stream->read_cb != uvl__read_cb)
+        return 0;
+    if (stream->alloc_cb != uvl__alloc_loop_buffer && stream->alloc_cb != uvl__alloc_none)
+        return 0;
+    stream->alloc_cb = direct ? uvl__alloc_none : uvl__alloc_loop_buffer;
+    return 1;
+}
+
 static uv_buf_t uvl__buf(const char* data, size_t len) {
     uv_buf_t b;
     b.base = (char*)data;  /* libuv never writes through a write buffer */

@@ -56,6 +56,12 @@ int uvl_count_handles(uv_loop_t* loop);
  * a copy. */
 int uvl_read_start(uv_stream_t* stream);
 int uvl_read_start_buffered(uv_stream_t* stream);
+/* Direct mode (direct=1) for a stream started with uvl_read_start(): libuv
+ * reads nothing and reports UV_ENOBUFS on readiness, for Python to recv()
+ * into a bytes object of its own (large reads: no copy out of the loop's
+ * buffer).  direct=0 goes back to the loop's buffer.  Returns 1 if the mode
+ * was set, 0 if the stream is not reading into the loop's buffer. */
+int uvl_read_direct(uv_stream_t* stream, int direct);
 
 /* One-buffer writes and the other stream requests, with our callbacks. */
 int uvl_try_write(uv_stream_t* stream, const char* data, size_t len);

@@ -4,6 +4,9 @@ Unix-socket connections, and StreamServer, the listening side.
 Reading: ``uv_read_start`` with the loop-wide read buffer (the bytes are
 copied out once, into the ``bytes`` handed to ``data_received``), or, for a
 ``BufferedProtocol``, with the protocol's own buffer from ``get_buffer()``.
+After a large read a Protocol's transport reads "directly": libuv only
+reports readiness and ``socket.recv()`` fills the ``bytes`` itself, with no
+copy (``_go_direct``), until a short read brings it back to the loop's buffer.
 Writing: ``write()`` first tries ``uv_try_write`` when nothing is queued;
 what the kernel does not take is queued in libuv with ``uv_write`` and kept
 alive (with its request) until libuv's write callback.  Data accepted by
@@ -77,6 +80,16 @@ _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
 # deque it stands in for: only len(), truth and iteration meet it).
 _NO_WRITES: Any = ()
 _FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
+# Reads of at least this many bytes switch a Protocol's transport to direct
+# reads (see _go_direct); a shorter direct read switches it back.  From about
+# 4-8 KiB on, the copy out of the loop's buffer costs more than the extra
+# Python calls of a direct read.  A direct read asks for less than glibc's
+# default mmap threshold (128 KiB), so its bytes come from the heap:
+# socket.recv(256 KiB), asyncio's size, costs an mmap/munmap pair per call
+# until glibc's dynamic threshold has grown.  On PyPy, socket.recv() copies
+# once more itself: the loop's buffer stays the cheaper path there.
+_DIRECT_MIN = 0 if sys.implementation.name == "pypy" else 8 * 1024
+_DIRECT_MAX = 126 * 1024
 
 
 # _FlowControlMixin is private to asyncio, but asyncio's own sendfile fallback
@@ -86,6 +99,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
     """A connected stream (``uv_tcp_t`` or ``uv_pipe_t``) as an asyncio Transport."""
 
     _ctype = "uv_stream_t *"
+    _direct = False   # direct reads (_go_direct); an instance attribute once set
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
@@ -197,6 +211,9 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._feed = getattr(protocol, "_uvl_feed", None)
         self._buffered = self._feed is None and isinstance(protocol, protocols.BufferedProtocol)
         self._protocol = protocol
+        if self._direct:   # back to the loop's buffer: _read_direct serves a Protocol only
+            self._direct = False
+            lib.uvl_read_direct(self._stream, 0)
         if self._read_started and was_buffered != self._buffered:
             self._read_stop()
             self._read_start()
@@ -243,6 +260,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
             rc = lib.uvl_read_start_buffered(self._stream)
         else:
             rc = lib.uvl_read_start(self._stream)
+            self._direct = False   # uvl_read_start reads into the loop's buffer
         if rc < 0:
             self._fatal_error(uv_error(rc), "Fatal error: uv_read_start() failed")
         else:
@@ -308,12 +326,49 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
             return
         if nread == _UV_EOF:
             self._on_eof()
-        elif nread == _UV_ENOBUFS:   # get_buffer() failed
+        elif nread == _UV_ENOBUFS:   # get_buffer() failed, or a direct read
+            if self._direct:
+                self._read_direct()
+                return
             err, self._alloc_error = self._alloc_error, None
             if err is not None:
                 self._fatal_error(*err)
         else:
             self._fatal_error(uv_error(nread), "Fatal read error on socket transport")
+
+    def _go_direct(self) -> None:
+        """After a large read: read with the socket's own recv() from now on
+        (libuv reports readiness as UV_ENOBUFS, see uvl_read_direct), which
+        fills the bytes for data_received() directly, as asyncio's recv()
+        does, instead of copying them out of the loop's buffer."""
+        sock = self._sock
+        if (sock is not None and sock.gettimeout() == 0.0 and self._state == OPEN
+                and lib.uvl_read_direct(self._stream, 1)):
+            self._direct = True
+
+    def _read_direct(self) -> None:
+        """One read of a transport in direct mode: what libuv's read would do."""
+        try:
+            data = self._sock.recv(_DIRECT_MAX)   # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not data:
+            self._on_eof()
+            return
+        if len(data) < _DIRECT_MIN:   # small reads again: back to the loop's buffer
+            self._direct = False
+            lib.uvl_read_direct(self._stream, 0)
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
     def _on_eof(self) -> None:
         self._read_stop()
@@ -869,6 +924,8 @@ def uvl_on_stream_read(data: Any, nread: int) -> None:
     feed = self._feed
     try:
         if feed is None:
+            if nread >= _DIRECT_MIN > 0:
+                self._go_direct()
             self._read_context.run(self._protocol.data_received, self._read_bytes[:nread])
         else:
             self._read_context.run(feed, self._read_view[:nread])
