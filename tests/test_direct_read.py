@@ -180,3 +180,62 @@ def test_data_received_error_in_direct_mode(loop, loop_kind):
     assert [c["message"] for c in contexts] == [
         "Fatal error: protocol.data_received() call failed."]
     assert contexts[0]["exception"] is exc
+
+
+def test_read_sizes_stay_in_bounds(uv_loop):
+    """A stream read delivers at most what the loop allows for one: under
+    PyPy's large-object size there (the nursery), else the direct read's
+    size, or the loop's buffer."""
+    from uvloop_lite import _loop
+
+    loop = uv_loop
+    limit = _loop._STREAM_READ_SIZE if not DIRECT else stream._DIRECT_MAX
+    sizes = []
+
+    class Sizes(Recorder):
+        def data_received(self, data):
+            sizes.append(len(data))
+            super().data_received(data)
+
+    async def main():
+        srv = Sizes(loop)
+        server, tr, cli, _ = await tcp_pair(loop, server_proto=srv)
+        big = payload(8 * MIB, seed=11)
+        tr.write(big)
+        assert await srv.until(len(big)) == big
+        await close_all(server, tr)
+
+    loop.run_until_complete(main())
+    assert max(sizes) <= limit
+
+
+def test_sock_recv_whole_datagram(loop):
+    """sock_recv() with a large n cuts no datagram (PyPy caps stream reads only)."""
+    async def main():
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with a, b:
+            a.bind(("127.0.0.1", 0))
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            a.setblocking(False)
+            msg = payload(65507, seed=12)
+            b.sendto(msg, a.getsockname())
+            return await loop.sock_recv(a, 1 << 20)
+
+    assert loop.run_until_complete(main()) == payload(65507, seed=12)
+
+
+def test_sock_recv_stream_large_n(loop):
+    async def main():
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            msg = payload(4 * MIB, seed=13)
+            got = bytearray()
+            writer = loop.run_in_executor(None, b.sendall, msg)
+            while len(got) < len(msg):
+                got += await loop.sock_recv(a, 1 << 20)
+            await writer
+            return bytes(got) == msg
+
+    assert loop.run_until_complete(main())
