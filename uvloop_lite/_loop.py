@@ -125,7 +125,7 @@ _OWN_ATTRS = (
     "_uv", "_uv_closed", "_uv_data", "_uv_state", "_wake_timer",
     # the mixins
     "_dns_requests", "_poll_guard", "_polls", "_polls_changed", "_polls_idle", "_recv_buf_made", "_recv_bufs",
-    "_servers", "_signal_handlers", "_subprocesses", "_transports",
+    "_servers", "_signal_handlers", "_subprocesses", "_transports", "_addr_cache",
     "_unix_server_sockets",
 )
 

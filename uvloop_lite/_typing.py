@@ -132,10 +132,12 @@ if TYPE_CHECKING:
         def _remove_writer(self, fd: Any) -> bool: ...
 
         # StreamsMixin (_streams.py): transports for accepted connections.
+        _addr_cache: list[Any]
         def _make_socket_transport(self, sock: socket.socket, protocol: Any,
                                    waiter: futures.Future[Any] | None = None, *,
                                    extra: dict[str, Any] | None = None,
-                                   server: Any = None) -> UVStreamTransport: ...
+                                   server: Any = None,
+                                   context: contextvars.Context | None = None) -> UVStreamTransport: ...
         def _make_ssl_protocol(self, protocol: Any, sslcontext: ssl.SSLContext,
                                waiter: futures.Future[Any], *,
                                server_side: bool = False,

@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 from asyncio import constants
+from contextvars import Context
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +24,13 @@ __all__ = ["UnixTransport", "ReadPipeTransport", "WritePipeTransport"]
 
 
 class UnixTransport(UVStreamTransport):
+    __slots__ = ()
     _ctype = "uv_pipe_t *"
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop: LoopBase, protocol: Any, extra: dict[str, Any] | None = None,
-                 server: Any = None) -> None:
-        super().__init__(loop, protocol, extra, server)
+                 server: Any = None, context: Context | None = None) -> None:
+        super().__init__(loop, protocol, extra, server, context)
         self._init_done(lib.uv_pipe_init(loop._uv, self._ptr, 0))
 
     def _uv_open(self, fd: int) -> int:

@@ -89,15 +89,33 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
+    # Slots, no __dict__: an idle connection is mostly this object (asyncio's
+    # Transport classes have the slots _extra, _loop, _protocol_paused,
+    # _high_water and _low_water).  Subclasses add ``__slots__ = ()`` to keep
+    # it so; the pipe transports have a __dict__ for their own attributes.
+    __slots__ = (
+        "__weakref__", "_ptr", "_self_handle", "_state",   # UVHandle's
+        "_stream", "_protocol", "_buffered", "_feed", "_read_bytes", "_read_view",
+        "_server", "_sock", "_sock_outlives_uv", "_closing", "_conn_lost", "_eof",
+        "_reading", "_read_started", "_protocol_connected", "_pending", "_buffer_size",
+        "_empty_waiter", "_read_keep", "_in_alloc", "_stop_after_read", "_alloc_error",
+        "_shutdown_req", "_read_context", "_write_context",
+    )
+
     if TYPE_CHECKING:   # each kind of stream (tcp.py, pipe.py) has its own
         def _uv_open(self, fd: int) -> int: ...
         def _accepted(self) -> None: ...
 
     def __init__(self, loop: LoopBase, protocol: protocols.BaseProtocol,
-                 extra: dict[str, Any] | None = None, server: Any = None) -> None:
+                 extra: dict[str, Any] | None = None, server: Any = None,
+                 context: Context | None = None) -> None:
         UVHandle.__init__(self, loop)
-        self._stream = ffi.cast("uv_stream_t *", self._ptr)
-        self._extra = dict(extra) if extra else {}
+        # A TCP handle is allocated as the uv_stream_t it is (tcp.py): no cast
+        # to keep (some 40 bytes).
+        ptr = self._ptr
+        self._stream = ptr if self._ctype == "uv_stream_t *" else ffi.cast("uv_stream_t *", ptr)
+        # The caller's dict, as asyncio's BaseTransport keeps it.
+        self._extra = {} if extra is None else extra
         self._protocol_paused = False
         self._protocol: Any = None
         self._buffered = False
@@ -131,8 +149,11 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         # "Contexts" in the module doc): reads run in _read_context, write
         # completions in _write_context.  The reader's is a copy of the
         # context the transport is made (and _start()ed) in, as asyncio's
-        # reader Handle, made from a call_soon() of that context.
-        self._read_context: Context = _copy_context()
+        # reader Handle, made from a call_soon() of that context -- or
+        # ``context`` itself, which the caller passes when that is a context
+        # only the transport is left to use (StreamServer's per-connection
+        # one), with the same values as the copy would have.
+        self._read_context: Context = _copy_context() if context is None else context
         self._write_context: Context | None = None
         self._set_write_buffer_limits()   # the default marks (as the mixin's __init__)
         self.set_protocol(protocol)
@@ -158,15 +179,18 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         order, as asyncio's transports do."""
         # Like asyncio, take the addresses now: they stay available after the
         # connection is lost.
+        # ('socket' is made on first use: see get_extra_info().)  A server's
+        # connections mostly have one sockname, a client's one peername:
+        # equal addresses in a row share one object (values, not identities,
+        # are what asyncio promises; some 150 bytes a connection).
         sock = self._python_socket()
         if sock is not None:
             extra = self._extra
-            if "socket" not in extra:
-                extra["socket"] = trsock.TransportSocket(sock)
+            cache = self._loop._addr_cache
             if "sockname" not in extra:
-                extra["sockname"] = _sock_call(sock, "getsockname")
+                extra["sockname"] = _shared(cache, 0, _sock_call(sock, "getsockname"))
             if "peername" not in extra:
-                extra["peername"] = _sock_call(sock, "getpeername")
+                extra["peername"] = _shared(cache, 1, _sock_call(sock, "getpeername"))
         if self._server is not None:
             if _SERVER_TRACKS_TRANSPORTS:
                 self._server._attach(self)
@@ -638,7 +662,9 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         if name in self._extra:
             return self._extra[name]
         if name == "socket":
-            sock = self._python_socket()
+            # As if made with the transport (asyncio's is): the transport's
+            # socket, also once closed.
+            sock = self._sock
             value: Any = trsock.TransportSocket(sock) if sock is not None else None
         elif name == "sockname":
             sock = self._python_socket()
@@ -697,6 +723,16 @@ def _release(sock: socket.socket | None) -> None:
     of the number without closing it (a no-op if already let go or closed)."""
     if sock is not None and sock.fileno() >= 0:
         sock.detach()
+
+
+def _shared(cache: list[Any], i: int, addr: Any) -> Any:
+    """``addr``, or the equal address ``cache[i]`` holds; ``addr`` is kept
+    there otherwise."""
+    last = cache[i]
+    if type(last) is type(addr) and last == addr:
+        return last
+    cache[i] = addr
+    return addr
 
 
 def _sock_call(sock: socket.socket | None, method: str) -> Any:
@@ -791,18 +827,26 @@ class StreamServer:
             # As asyncio's per-connection task: the factory, the transport
             # and everything they schedule start from a copy of this context
             # (the reader's: where serving started).
-            _copy_context().run(self._serve, conn, {"peername": addr})
+            ctx = _copy_context()
+            ctx.run(self._serve, conn, {"peername": addr}, ctx)
 
-    def _serve(self, conn: socket.socket, extra: dict[str, Any]) -> None:
+    def _serve(self, conn: socket.socket, extra: dict[str, Any], ctx: Context) -> None:
         """A transport and protocol for the accepted ``conn``.  What fails
         here drops that connection only; KeyboardInterrupt and SystemExit
-        leave the loop as with asyncio, and accepting goes on afterwards."""
+        leave the loop as with asyncio, and accepting goes on afterwards.
+
+        Runs in ``ctx``, which nothing else can enter once this returns
+        (call_soon() and the like take copies): the transport's reads run in
+        it instead of in a copy made in it (one Context less per connection).
+        Nothing sets a variable between the transport's making and the end
+        of this call, so the values are the copy's."""
         loop = self._loop
         protocol = None
         try:
             protocol = self._protocol_factory()
             if self._sslcontext is None:
-                loop._make_socket_transport(conn, protocol, extra=extra, server=self._server)
+                loop._make_socket_transport(conn, protocol, extra=extra, server=self._server,
+                                            context=ctx)
                 return
             waiter = loop.create_future()
             ssl_protocol = loop._make_ssl_protocol(
@@ -810,7 +854,7 @@ class StreamServer:
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
                 ssl_shutdown_timeout=self._ssl_shutdown_timeout)
             transport = loop._make_socket_transport(conn, ssl_protocol, extra=extra,
-                                                    server=self._server)
+                                                    server=self._server, context=ctx)
         except BaseException as exc:
             # No transport kept it (a failing _make_socket_transport leaves
             # the socket, or detaches it once libuv closed its fd).
