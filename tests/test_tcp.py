@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import socket
 import struct
 import sys
+import weakref
 from asyncio import trsock
 
 import pytest
@@ -278,6 +280,25 @@ def test_extra_info_after_connection_lost(loop):
     assert peer == server_addr
     assert srv_sockname == server_addr
     assert sockname == srv_peer and sockname[0] == LOCALHOST
+
+
+def test_closed_transports_are_freed(loop):
+    """Once a connection is lost on both sides, nothing of the loop's keeps
+    either transport (uvloop_lite's fd map of open streams included)."""
+    async def main():
+        server, tr, cli, srv = await tcp_pair(loop)
+        refs = [weakref.ref(tr), weakref.ref(srv.transport)]
+        tr.close()
+        await cli.lost
+        await srv.lost
+        await close_all(server)
+        cli.transport = srv.transport = None
+        return refs
+
+    refs = loop.run_until_complete(main())
+    for _ in range(3):
+        gc.collect()
+    assert [r() for r in refs] == [None, None]
 
 
 def test_abort_drops_queued_data(loop):

@@ -61,7 +61,7 @@ class StreamsMixin(LoopBase):
         transport = cls(self, protocol, extra, server, context)
         transport._open_socket(sock)
         try:
-            self._add_transport(sock.fileno(), transport)
+            self._add_stream(sock.fileno(), transport)
             transport._start(waiter)
         except BaseException:
             transport._close_handle()

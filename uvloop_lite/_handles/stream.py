@@ -99,7 +99,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         "_server", "_sock", "_sock_outlives_uv", "_closing", "_conn_lost", "_eof",
         "_reading", "_read_started", "_protocol_connected", "_pending", "_buffer_size",
         "_empty_waiter", "_read_keep", "_in_alloc", "_stop_after_read", "_alloc_error",
-        "_shutdown_req", "_read_context", "_write_context",
+        "_shutdown_req", "_read_context", "_write_context", "_fd",
     )
 
     if TYPE_CHECKING:   # each kind of stream (tcp.py, pipe.py) has its own
@@ -125,6 +125,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._server = server
         self._sock: socket.socket | None = None   # shares libuv's fd (see the module doc)
         self._sock_outlives_uv = False   # _sock is a duplicate, see _outlive_loop()
+        self._fd = -1   # its key in loop._stream_fds, once there
         self._closing = False
         self._conn_lost = 0
         self._eof = False
@@ -637,6 +638,9 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         # (unless it is the duplicate _outlive_loop() made).
         if not self._sock_outlives_uv:
             _release(self._sock)
+        fds = self._loop._stream_fds
+        if fds.get(self._fd) is self:   # (the number may name another one's by now)
+            del fds[self._fd]
         self._pending = _NO_WRITES
         self._read_keep = None
         self._shutdown_req = None
