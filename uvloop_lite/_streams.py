@@ -22,7 +22,7 @@ from contextvars import Context
 from typing import Any
 
 from ._handles.pipe import UnixTransport
-from ._handles.stream import StreamServer, UVStreamTransport
+from ._handles.stream import StreamServer, UVStreamTransport, _shared
 from ._handles.tcp import TCPTransport
 from ._tls import SSLProtocol
 from ._typing import LoopBase, Server
@@ -53,12 +53,15 @@ class StreamsMixin(LoopBase):
 
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None,
                                *, extra: dict[str, Any] | None = None,
-                               server: Any = None,
-                               context: Context | None = None) -> UVStreamTransport:
-        """asyncio's hook; ``context``: see UVStreamTransport.__init__."""
+                               server: Any = None, context: Context | None = None,
+                               peername: Any = None) -> UVStreamTransport:
+        """asyncio's hook; ``context``: see UVStreamTransport.__init__;
+        ``peername``: the address accept() gave (as asyncio's extra)."""
         self._check_closed()   # before libuv sees the closed loop
         cls = UnixTransport if _is_unix(sock) else TCPTransport
         transport = cls(self, protocol, extra, server, context)
+        if peername is not None:
+            transport._peername = _shared(self._addr_cache, 1, peername)
         transport._open_socket(sock)
         try:
             self._add_stream(sock.fileno(), transport)

@@ -140,7 +140,8 @@ if TYPE_CHECKING:
                                    waiter: futures.Future[Any] | None = None, *,
                                    extra: dict[str, Any] | None = None,
                                    server: Any = None,
-                                   context: contextvars.Context | None = None) -> UVStreamTransport: ...
+                                   context: contextvars.Context | None = None,
+                                   peername: Any = None) -> UVStreamTransport: ...
         def _make_ssl_protocol(self, protocol: Any, sslcontext: ssl.SSLContext,
                                waiter: futures.Future[Any], *,
                                server_side: bool = False,

@@ -61,7 +61,9 @@ class _PipeTransport(UVStreamTransport):
     def __init__(self, loop: LoopBase, pipe: Any, protocol: Any, extra: dict[str, Any] | None,
                  share: bool = False) -> None:
         super().__init__(loop, protocol, extra)
-        self._extra["pipe"] = pipe
+        if extra is None:
+            extra = self._extra = {}
+        extra["pipe"] = pipe   # in the caller's dict, as asyncio
         self._init_done(lib.uv_pipe_init(loop._uv, self._ptr, 0))
         if share:
             _open_shared(self, pipe)
@@ -80,7 +82,8 @@ class _PipeTransport(UVStreamTransport):
         return lib.uv_pipe_open(self._ptr, fd)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
+        extra = self._extra
+        return default if extra is None else extra.get(name, default)
 
     def _python_socket(self) -> None:
         return None   # a pipe has no socket (_sock may hold a shared pipe socket)

@@ -76,6 +76,11 @@ _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
 # UVStreamTransport._pending before its first queued write (typed as the
 # deque it stands in for: only len(), truth and iteration meet it).
 _NO_WRITES: Any = ()
+# asyncio's default write buffer marks (_FlowControlMixin._set_write_buffer_limits).
+_HIGH_WATER = 64 * 1024
+_LOW_WATER = _HIGH_WATER // 4
+_UNSET: Any = object()   # an address not taken (None: taken, failed)
+_NO_EXTRA: dict[str, Any] = {}   # (read only)
 _FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
 
 
@@ -100,6 +105,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         "_reading", "_read_started", "_protocol_connected", "_pending", "_buffer_size",
         "_empty_waiter", "_read_keep", "_in_alloc", "_stop_after_read", "_alloc_error",
         "_shutdown_req", "_read_context", "_write_context", "_fd",
+        "_sockname", "_peername", "_tsock",
     )
 
     if TYPE_CHECKING:   # each kind of stream (tcp.py, pipe.py) has its own
@@ -114,8 +120,13 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         # to keep (some 40 bytes).
         ptr = self._ptr
         self._stream = ptr if self._ctype == "uv_stream_t *" else ffi.cast("uv_stream_t *", ptr)
-        # The caller's dict, as asyncio's BaseTransport keeps it.
-        self._extra = {} if extra is None else extra
+        # Extra info: the caller's dict (as asyncio's BaseTransport keeps it,
+        # None if none), then the addresses and the socket in slots of their
+        # own (a dict of them is some 180 bytes a connection).
+        self._extra: dict[str, Any] | None = extra
+        self._sockname: Any = _UNSET
+        self._peername: Any = _UNSET
+        self._tsock: trsock.TransportSocket | None = None   # made on first use
         self._protocol_paused = False
         self._protocol: Any = None
         self._buffered = False
@@ -156,7 +167,10 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         # one), with the same values as the copy would have.
         self._read_context: Context = _copy_context() if context is None else context
         self._write_context: Context | None = None
-        self._set_write_buffer_limits()   # the default marks (as the mixin's __init__)
+        # The mixin's default marks, as its __init__ sets them, but shared
+        # int objects (its low mark is a new int each time: 32 bytes).
+        self._high_water = _HIGH_WATER
+        self._low_water = _LOW_WATER
         self.set_protocol(protocol)
 
     # -- set-up ----------------------------------------------------------------
@@ -178,20 +192,20 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
     def _start(self, waiter: futures.Future[Any] | None) -> None:
         """Schedule connection_made(), then reading, then the waiter, in that
         order, as asyncio's transports do."""
-        # Like asyncio, take the addresses now: they stay available after the
-        # connection is lost.
+        # Like asyncio, take the addresses now (unless the caller's extra
+        # has them): they stay available after the connection is lost.
         # ('socket' is made on first use: see get_extra_info().)  A server's
         # connections mostly have one sockname, a client's one peername:
         # equal addresses in a row share one object (values, not identities,
         # are what asyncio promises; some 150 bytes a connection).
         sock = self._python_socket()
         if sock is not None:
-            extra = self._extra
+            extra = self._extra or _NO_EXTRA
             cache = self._loop._addr_cache
-            if "sockname" not in extra:
-                extra["sockname"] = _shared(cache, 0, _sock_call(sock, "getsockname"))
-            if "peername" not in extra:
-                extra["peername"] = _shared(cache, 1, _sock_call(sock, "getpeername"))
+            if self._sockname is _UNSET and "sockname" not in extra:
+                self._sockname = _shared(cache, 0, _sock_call(sock, "getsockname"))
+            if self._peername is _UNSET and "peername" not in extra:
+                self._peername = _shared(cache, 1, _sock_call(sock, "getpeername"))
         if self._server is not None:
             if _SERVER_TRACKS_TRANSPORTS:
                 self._server._attach(self)
@@ -630,7 +644,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         sock.detach()
         self._sock = kept
         self._sock_outlives_uv = True
-        self._extra.pop("socket", None)
+        self._tsock = None
 
     def _on_close(self) -> None:
         # Closed by the loop's close() (not _close_handle): libuv closed the
@@ -663,24 +677,32 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         return sock
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name in self._extra:
-            return self._extra[name]
+        extra = self._extra
+        if extra and name in extra:
+            return extra[name]
         if name == "socket":
             # As if made with the transport (asyncio's is): the transport's
             # socket, also once closed.
-            sock = self._sock
-            value: Any = trsock.TransportSocket(sock) if sock is not None else None
-        elif name == "sockname":
-            sock = self._python_socket()
-            value = _sock_call(sock, "getsockname")
+            tsock = self._tsock
+            if tsock is None:
+                if self._sock is None:
+                    return default
+                tsock = self._tsock = trsock.TransportSocket(self._sock)
+            return tsock
+        if name == "sockname":
+            value = self._sockname
         elif name == "peername":
-            sock = self._python_socket()
-            value = _sock_call(sock, "getpeername")
+            value = self._peername
         else:
             return default
-        if value is None:
-            return default
-        self._extra[name] = value
+        if value is _UNSET:   # not taken when the connection started: now, if open
+            value = _sock_call(self._python_socket(), "get" + name)
+            if value is None:
+                return default
+            if name == "sockname":
+                self._sockname = value
+            else:
+                self._peername = value
         return value
 
     def __repr__(self) -> str:
@@ -731,10 +753,15 @@ def _release(sock: socket.socket | None) -> None:
 
 def _shared(cache: list[Any], i: int, addr: Any) -> Any:
     """``addr``, or the equal address ``cache[i]`` holds; ``addr`` is kept
-    there otherwise."""
+    there otherwise, with the host string of the one before if the same
+    (a client's own address, a server's peers on one host: some 60 bytes)."""
     last = cache[i]
-    if type(last) is type(addr) and last == addr:
-        return last
+    if type(last) is type(addr):
+        if last == addr:
+            return last
+        if type(addr) is tuple and addr and last and type(addr[0]) is str \
+                and addr[0] == last[0]:
+            addr = (last[0],) + addr[1:]
     cache[i] = addr
     return addr
 
@@ -832,9 +859,9 @@ class StreamServer:
             # and everything they schedule start from a copy of this context
             # (the reader's: where serving started).
             ctx = _copy_context()
-            ctx.run(self._serve, conn, {"peername": addr}, ctx)
+            ctx.run(self._serve, conn, addr, ctx)
 
-    def _serve(self, conn: socket.socket, extra: dict[str, Any], ctx: Context) -> None:
+    def _serve(self, conn: socket.socket, addr: Any, ctx: Context) -> None:
         """A transport and protocol for the accepted ``conn``.  What fails
         here drops that connection only; KeyboardInterrupt and SystemExit
         leave the loop as with asyncio, and accepting goes on afterwards.
@@ -849,16 +876,16 @@ class StreamServer:
         try:
             protocol = self._protocol_factory()
             if self._sslcontext is None:
-                loop._make_socket_transport(conn, protocol, extra=extra, server=self._server,
-                                            context=ctx)
+                loop._make_socket_transport(conn, protocol, server=self._server,
+                                            context=ctx, peername=addr)
                 return
             waiter = loop.create_future()
             ssl_protocol = loop._make_ssl_protocol(
                 protocol, self._sslcontext, waiter, server_side=True,
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
                 ssl_shutdown_timeout=self._ssl_shutdown_timeout)
-            transport = loop._make_socket_transport(conn, ssl_protocol, extra=extra,
-                                                    server=self._server, context=ctx)
+            transport = loop._make_socket_transport(conn, ssl_protocol, server=self._server,
+                                                    context=ctx, peername=addr)
         except BaseException as exc:
             # No transport kept it (a failing _make_socket_transport leaves
             # the socket, or detaches it once libuv closed its fd).
