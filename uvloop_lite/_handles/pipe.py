@@ -15,7 +15,7 @@ from .._errors import uv_error
 from .._ffi import lib
 from .base import UVHandle
 from .poll import READABLE, UVPoll
-from .stream import UVStreamTransport, _open_shared
+from .stream import _NO_EXTRA, UVStreamTransport, _open_shared
 
 if TYPE_CHECKING:
     from .._typing import LoopBase
@@ -82,8 +82,7 @@ class _PipeTransport(UVStreamTransport):
         return lib.uv_pipe_open(self._ptr, fd)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        extra = self._extra
-        return default if extra is None else extra.get(name, default)
+        return (self._extra or _NO_EXTRA).get(name, default)
 
     def _python_socket(self) -> None:
         return None   # a pipe has no socket (_sock may hold a shared pipe socket)

@@ -22,8 +22,10 @@ caller's, or for an accepted connection a fresh copy of the server's, in
 which the protocol factory also ran).  connection_made() runs in a copy of C
 (call_soon), every read callback (data_received, get_buffer/buffer_updated,
 eof_received, and a fatal error's connection_lost scheduled from them) in one
-other copy of C, made again by resume_reading() from its caller's context, as
-asyncio's new reader Handle is; a queued write completes (resume_writing,
+other copy of C (for an accepted connection C itself, which nothing else
+enters once the transport is made: the same values, one Context less), made
+again by resume_reading() from its caller's context, as asyncio's new reader
+Handle is; a queued write completes (resume_writing,
 connection_lost after close()) in a copy of the context of the write() that
 started the queue, as asyncio's writer Handle.  Each is one Context.run()
 per libuv callback.
@@ -678,8 +680,8 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         extra = self._extra
-        if extra and name in extra:
-            return extra[name]
+        if name in (_NO_EXTRA if extra is None else extra):   # (TypeError if unhashable)
+            return extra[name]   # type: ignore[index]
         if name == "socket":
             # As if made with the transport (asyncio's is): the transport's
             # socket, also once closed.
