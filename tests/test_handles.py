@@ -13,6 +13,7 @@ import weakref
 import pytest
 
 import uvloop_lite
+from netutil import close_all, tcp_pair
 from uvloop_lite._handles.timer import UVTimer
 
 
@@ -51,7 +52,7 @@ def test_handle_stats_balanced_after_close(uv_loop):
     stats = uv_loop._uv_handle_stats()
     assert set(stats) == {"UVTimer", "UVAsync", "UVPoll", "UVPollGuard"}
     assert _balanced(stats)
-    assert uv_loop._handles == set()
+    assert not uv_loop._handles
 
 
 def test_close_twice_is_fine(uv_loop):
@@ -207,3 +208,28 @@ def test_loop_refuses_to_run_in_forked_child(uv_loop):
         os.waitpid(pid, 0)
     # The parent's loop is unaffected.
     assert uv_loop.run_until_complete(asyncio.sleep(0, "parent")) == "parent"
+
+
+def test_stream_transports_have_no_dict(uv_loop, tmp_path):
+    """An idle connection's memory is mostly its transport: TCP and Unix
+    transports are slotted (a forgotten slot would bring a __dict__ back),
+    weakly referable still, and the loop forgets them once closed."""
+    async def main():
+        server, tr, cli, srv = await tcp_pair(uv_loop)
+        path = str(tmp_path / "s")
+        userver = await uv_loop.create_unix_server(asyncio.Protocol, path)
+        utr, _ = await uv_loop.create_unix_connection(asyncio.Protocol, path)
+        transports = [tr, srv.transport, utr]
+        seen = [(hasattr(t, "__dict__"), weakref.ref(t)() is t) for t in transports]
+        assert len(uv_loop._stream_fds) >= 3
+        utr.close()
+        await close_all(server, tr)
+        userver.close()
+        await userver.wait_closed()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return seen, len(uv_loop._stream_fds)
+
+    seen, left = uv_loop.run_until_complete(main())
+    assert seen == [(False, True)] * 3
+    assert left == 0

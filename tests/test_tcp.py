@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import socket
 import struct
 import sys
+import weakref
 from asyncio import trsock
 
 import pytest
@@ -278,6 +280,58 @@ def test_extra_info_after_connection_lost(loop):
     assert peer == server_addr
     assert srv_sockname == server_addr
     assert sockname == srv_peer and sockname[0] == LOCALHOST
+
+
+def test_addresses_of_many_connections(loop):
+    """Each connection's own addresses, also with several in a row to one
+    server (uvloop_lite shares equal ones between transports)."""
+    async def main():
+        made = []
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport):
+                made.append(transport)
+
+        server = await loop.create_server(Server, LOCALHOST, 0)
+        addr = server.sockets[0].getsockname()
+        clients = [(await loop.create_connection(asyncio.Protocol, *addr))[0]
+                   for _ in range(3)]
+        while len(made) < 3:
+            await asyncio.sleep(0)
+        got = [(c.get_extra_info("sockname"), c.get_extra_info("peername"),
+                c.get_extra_info("socket").getsockname()) for c in clients]
+        served = sorted((t.get_extra_info("peername"), t.get_extra_info("sockname"))
+                        for t in made)
+        await close_all(server, *clients)
+        for t in made:
+            t.close()
+        await asyncio.sleep(0)
+        return addr, got, served
+
+    addr, got, served = loop.run_until_complete(main())
+    assert [peer for _, peer, _ in got] == [addr] * 3
+    assert all(own == real for own, _, real in got)
+    assert len({own for own, _, _ in got}) == 3
+    assert served == sorted((own, addr) for own, _, _ in got)
+
+
+def test_closed_transports_are_freed(loop):
+    """Once a connection is lost on both sides, nothing of the loop's keeps
+    either transport (uvloop_lite's fd map of open streams included)."""
+    async def main():
+        server, tr, cli, srv = await tcp_pair(loop)
+        refs = [weakref.ref(tr), weakref.ref(srv.transport)]
+        tr.close()
+        await cli.lost
+        await srv.lost
+        await close_all(server)
+        cli.transport = srv.transport = None
+        return refs
+
+    refs = loop.run_until_complete(main())
+    for _ in range(3):
+        gc.collect()
+    assert [r() for r in refs] == [None, None]
 
 
 def test_abort_drops_queued_data(loop):

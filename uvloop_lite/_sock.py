@@ -176,6 +176,8 @@ class SockMixin(LoopBase):
     def _init_sock(self) -> None:
         self._polls = {}
         self._transports = {}                    # fd -> weakref to its transport
+        # fd -> stream transport (_add_stream): while its handle is open.
+        self._stream_fds: dict[int, Any] = {}
         self._polls_idle: list[UVPoll] = []      # to close before the next uv_run()
         self._polls_changed = False              # that list has polls
         self._poll_guard: UVPollGuard | None = None   # made with the first poll
@@ -192,13 +194,22 @@ class SockMixin(LoopBase):
         sock_* methods refuse it while the transport is open."""
         self._transports[fd] = weakref.ref(transport)
 
+    def _add_stream(self, fd: int, transport: Any) -> None:
+        """``_add_transport`` for a stream transport: a plain reference (a
+        weak one is some 70 bytes a connection), which the transport's close
+        callback removes (UVStreamTransport._on_close): the loop holds it as
+        long as that anyway (``_handles``)."""
+        self._stream_fds[fd] = transport
+        transport._fd = fd
+
     def _ensure_fd_no_transport(self, fd: Any) -> None:
         fileno = _fileno_of(fd)
-        ref = self._transports.get(fileno)
-        if ref is not None:
-            transport = ref()
-            if transport is not None and not transport.is_closing():
-                raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+        transport = self._stream_fds.get(fileno)
+        if transport is None or transport.is_closing():
+            ref = self._transports.get(fileno)
+            transport = None if ref is None else ref()
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
     def _poll_for(self, fd: int, sock: socket.socket | None) -> UVPoll:
         poll = self._polls.get(fd)

@@ -18,10 +18,11 @@ import stat
 import sys
 from asyncio import base_events, constants, exceptions, sslproto, tasks
 from asyncio.log import logger
+from contextvars import Context
 from typing import Any
 
 from ._handles.pipe import UnixTransport
-from ._handles.stream import StreamServer, UVStreamTransport
+from ._handles.stream import StreamServer, UVStreamTransport, _shared
 from ._handles.tcp import TCPTransport
 from ._tls import SSLProtocol
 from ._typing import LoopBase, Server
@@ -44,18 +45,26 @@ class StreamsMixin(LoopBase):
     def _init_streams(self) -> None:
         self._servers = {}
         self._unix_server_sockets = {}
+        # The last sockname and peername a stream transport recorded: an
+        # equal one is shared (see UVStreamTransport._start).
+        self._addr_cache = [None, None]
 
     # -- transports ------------------------------------------------------------
 
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None,
                                *, extra: dict[str, Any] | None = None,
-                               server: Any = None) -> UVStreamTransport:
+                               server: Any = None, context: Context | None = None,
+                               peername: Any = None) -> UVStreamTransport:
+        """asyncio's hook; ``context``: see UVStreamTransport.__init__;
+        ``peername``: the address accept() gave (as asyncio's extra)."""
         self._check_closed()   # before libuv sees the closed loop
         cls = UnixTransport if _is_unix(sock) else TCPTransport
-        transport = cls(self, protocol, extra, server)
+        transport = cls(self, protocol, extra, server, context)
+        if peername is not None:
+            transport._peername = _shared(self._addr_cache, 1, peername)
         transport._open_socket(sock)
         try:
-            self._add_transport(sock.fileno(), transport)
+            self._add_stream(sock.fileno(), transport)
             transport._start(waiter)
         except BaseException:
             transport._close_handle()

@@ -122,7 +122,10 @@ if TYPE_CHECKING:
         _polls_idle: list[UVPoll]
         _poll_guard: UVPollGuard | None
 
+        _stream_fds: dict[int, Any]
+
         def _add_transport(self, fd: int, transport: Any) -> None: ...
+        def _add_stream(self, fd: int, transport: Any) -> None: ...
         def _close_idle_polls(self) -> None: ...
         def _add_reader(self, fd: Any, callback: Callable[..., object],
                         *args: Any) -> Handle: ...
@@ -132,10 +135,13 @@ if TYPE_CHECKING:
         def _remove_writer(self, fd: Any) -> bool: ...
 
         # StreamsMixin (_streams.py): transports for accepted connections.
+        _addr_cache: list[Any]
         def _make_socket_transport(self, sock: socket.socket, protocol: Any,
                                    waiter: futures.Future[Any] | None = None, *,
                                    extra: dict[str, Any] | None = None,
-                                   server: Any = None) -> UVStreamTransport: ...
+                                   server: Any = None,
+                                   context: contextvars.Context | None = None,
+                                   peername: Any = None) -> UVStreamTransport: ...
         def _make_ssl_protocol(self, protocol: Any, sslcontext: ssl.SSLContext,
                                waiter: futures.Future[Any], *,
                                server_side: bool = False,

@@ -146,7 +146,13 @@ class UVHandle:
     """Owns one ``uv_*_t``; subclasses call their ``uv_*_init`` and then
     ``_init_done(rc)``."""
 
-    # No __slots__: transports combine this with asyncio's (slotted) Transport.
+    # Empty __slots__, so that the stream transports (also asyncio's slotted
+    # Transports) can have slots only, and no __dict__: they list these
+    # attributes (_ptr, _self_handle, _state, _loop) themselves.  Subclasses
+    # without __slots__ get a __dict__ as usual.  (Hidden from mypy, which
+    # would take the class for one without a __dict__.)
+    if not TYPE_CHECKING:
+        __slots__ = ()
     _ctype = "uv_handle_t *"
 
     def __init__(self, loop: LoopBase) -> None:

@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 from asyncio import constants
+from contextvars import Context
 from asyncio.log import logger
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from .._errors import uv_error
 from .._ffi import lib
 from .base import UVHandle
 from .poll import READABLE, UVPoll
-from .stream import UVStreamTransport, _open_shared
+from .stream import _NO_EXTRA, UVStreamTransport, _open_shared
 
 if TYPE_CHECKING:
     from .._typing import LoopBase
@@ -23,12 +24,13 @@ __all__ = ["UnixTransport", "ReadPipeTransport", "WritePipeTransport"]
 
 
 class UnixTransport(UVStreamTransport):
+    __slots__ = ()
     _ctype = "uv_pipe_t *"
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop: LoopBase, protocol: Any, extra: dict[str, Any] | None = None,
-                 server: Any = None) -> None:
-        super().__init__(loop, protocol, extra, server)
+                 server: Any = None, context: Context | None = None) -> None:
+        super().__init__(loop, protocol, extra, server, context)
         self._init_done(lib.uv_pipe_init(loop._uv, self._ptr, 0))
 
     def _uv_open(self, fd: int) -> int:
@@ -59,7 +61,9 @@ class _PipeTransport(UVStreamTransport):
     def __init__(self, loop: LoopBase, pipe: Any, protocol: Any, extra: dict[str, Any] | None,
                  share: bool = False) -> None:
         super().__init__(loop, protocol, extra)
-        self._extra["pipe"] = pipe
+        if extra is None:
+            extra = self._extra = {}
+        extra["pipe"] = pipe   # in the caller's dict, as asyncio
         self._init_done(lib.uv_pipe_init(loop._uv, self._ptr, 0))
         if share:
             _open_shared(self, pipe)
@@ -78,7 +82,7 @@ class _PipeTransport(UVStreamTransport):
         return lib.uv_pipe_open(self._ptr, fd)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._extra.get(name, default)
+        return (self._extra or _NO_EXTRA).get(name, default)
 
     def _python_socket(self) -> None:
         return None   # a pipe has no socket (_sock may hold a shared pipe socket)

@@ -25,8 +25,10 @@ caller's, or for an accepted connection a fresh copy of the server's, in
 which the protocol factory also ran).  connection_made() runs in a copy of C
 (call_soon), every read callback (data_received, get_buffer/buffer_updated,
 eof_received, and a fatal error's connection_lost scheduled from them) in one
-other copy of C, made again by resume_reading() from its caller's context, as
-asyncio's new reader Handle is; a queued write completes (resume_writing,
+other copy of C (for an accepted connection C itself, which nothing else
+enters once the transport is made: the same values, one Context less), made
+again by resume_reading() from its caller's context, as asyncio's new reader
+Handle is; a queued write completes (resume_writing,
 connection_lost after close()) in a copy of the context of the write() that
 started the queue, as asyncio's writer Handle.  Each is one Context.run()
 per libuv callback.
@@ -79,6 +81,11 @@ _SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
 # UVStreamTransport._pending before its first queued write (typed as the
 # deque it stands in for: only len(), truth and iteration meet it).
 _NO_WRITES: Any = ()
+# asyncio's default write buffer marks (_FlowControlMixin._set_write_buffer_limits).
+_HIGH_WATER = 64 * 1024
+_LOW_WATER = _HIGH_WATER // 4
+_UNSET: Any = object()   # an address not taken (None: taken, failed)
+_NO_EXTRA: dict[str, Any] = {}   # (read only)
 _FALSE_LINES_SKIPPED = sys.version_info >= (3, 12)
 # Reads of at least this many bytes switch a Protocol's transport to direct
 # reads (see _go_direct); a shorter direct read switches it back.  From about
@@ -103,15 +110,39 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
+    # Slots, no __dict__: an idle connection is mostly this object (asyncio's
+    # Transport classes have the slots _extra, _loop, _protocol_paused,
+    # _high_water and _low_water).  Subclasses add ``__slots__ = ()`` to keep
+    # it so; the pipe transports have a __dict__ for their own attributes.
+    __slots__ = (
+        "__weakref__", "_ptr", "_self_handle", "_state",   # UVHandle's
+        "_stream", "_protocol", "_buffered", "_feed", "_read_bytes", "_read_view",
+        "_server", "_sock", "_sock_outlives_uv", "_closing", "_conn_lost", "_eof",
+        "_reading", "_read_started", "_protocol_connected", "_pending", "_buffer_size",
+        "_empty_waiter", "_read_keep", "_in_alloc", "_stop_after_read", "_alloc_error",
+        "_shutdown_req", "_read_context", "_write_context", "_fd",
+        "_sockname", "_peername", "_tsock",
+    )
+
     if TYPE_CHECKING:   # each kind of stream (tcp.py, pipe.py) has its own
         def _uv_open(self, fd: int) -> int: ...
         def _accepted(self) -> None: ...
 
     def __init__(self, loop: LoopBase, protocol: protocols.BaseProtocol,
-                 extra: dict[str, Any] | None = None, server: Any = None) -> None:
+                 extra: dict[str, Any] | None = None, server: Any = None,
+                 context: Context | None = None) -> None:
         UVHandle.__init__(self, loop)
-        self._stream = ffi.cast("uv_stream_t *", self._ptr)
-        self._extra = dict(extra) if extra else {}
+        # A TCP handle is allocated as the uv_stream_t it is (tcp.py): no cast
+        # to keep (some 40 bytes).
+        ptr = self._ptr
+        self._stream = ptr if self._ctype == "uv_stream_t *" else ffi.cast("uv_stream_t *", ptr)
+        # Extra info: the caller's dict (as asyncio's BaseTransport keeps it,
+        # None if none), then the addresses and the socket in slots of their
+        # own (a dict of them is some 180 bytes a connection).
+        self._extra: dict[str, Any] | None = extra
+        self._sockname: Any = _UNSET
+        self._peername: Any = _UNSET
+        self._tsock: trsock.TransportSocket | None = None   # made on first use
         self._protocol_paused = False
         self._protocol: Any = None
         self._buffered = False
@@ -121,6 +152,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._server = server
         self._sock: socket.socket | None = None   # shares libuv's fd (see the module doc)
         self._sock_outlives_uv = False   # _sock is a duplicate, see _outlive_loop()
+        self._fd = -1   # its key in loop._stream_fds, once there
         self._closing = False
         self._conn_lost = 0
         self._eof = False
@@ -145,10 +177,16 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         # "Contexts" in the module doc): reads run in _read_context, write
         # completions in _write_context.  The reader's is a copy of the
         # context the transport is made (and _start()ed) in, as asyncio's
-        # reader Handle, made from a call_soon() of that context.
-        self._read_context: Context = _copy_context()
+        # reader Handle, made from a call_soon() of that context -- or
+        # ``context`` itself, which the caller passes when that is a context
+        # only the transport is left to use (StreamServer's per-connection
+        # one), with the same values as the copy would have.
+        self._read_context: Context = _copy_context() if context is None else context
         self._write_context: Context | None = None
-        self._set_write_buffer_limits()   # the default marks (as the mixin's __init__)
+        # The mixin's default marks, as its __init__ sets them, but shared
+        # int objects (its low mark is a new int each time: 32 bytes).
+        self._high_water = _HIGH_WATER
+        self._low_water = _LOW_WATER
         self.set_protocol(protocol)
 
     # -- set-up ----------------------------------------------------------------
@@ -170,17 +208,20 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
     def _start(self, waiter: futures.Future[Any] | None) -> None:
         """Schedule connection_made(), then reading, then the waiter, in that
         order, as asyncio's transports do."""
-        # Like asyncio, take the addresses now: they stay available after the
-        # connection is lost.
+        # Like asyncio, take the addresses now (unless the caller's extra
+        # has them): they stay available after the connection is lost.
+        # ('socket' is made on first use: see get_extra_info().)  A server's
+        # connections mostly have one sockname, a client's one peername:
+        # equal addresses in a row share one object (values, not identities,
+        # are what asyncio promises; some 150 bytes a connection).
         sock = self._python_socket()
         if sock is not None:
-            extra = self._extra
-            if "socket" not in extra:
-                extra["socket"] = trsock.TransportSocket(sock)
-            if "sockname" not in extra:
-                extra["sockname"] = _sock_call(sock, "getsockname")
-            if "peername" not in extra:
-                extra["peername"] = _sock_call(sock, "getpeername")
+            extra = self._extra or _NO_EXTRA
+            cache = self._loop._addr_cache
+            if self._sockname is _UNSET and "sockname" not in extra:
+                self._sockname = _shared(cache, 0, _sock_call(sock, "getsockname"))
+            if self._peername is _UNSET and "peername" not in extra:
+                self._peername = _shared(cache, 1, _sock_call(sock, "getpeername"))
         if self._server is not None:
             if _SERVER_TRACKS_TRANSPORTS:
                 self._server._attach(self)
@@ -660,7 +701,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         sock.detach()
         self._sock = kept
         self._sock_outlives_uv = True
-        self._extra.pop("socket", None)
+        self._tsock = None
 
     def _on_close(self) -> None:
         # Closed by the loop's close() (not _close_handle): libuv closed the
@@ -668,6 +709,9 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         # (unless it is the duplicate _outlive_loop() made).
         if not self._sock_outlives_uv:
             _release(self._sock)
+        fds = self._loop._stream_fds
+        if fds.get(self._fd) is self:   # (the number may name another one's by now)
+            del fds[self._fd]
         self._pending = _NO_WRITES
         self._read_keep = None
         self._shutdown_req = None
@@ -690,22 +734,32 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         return sock
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name in self._extra:
-            return self._extra[name]
+        extra = self._extra
+        if name in (_NO_EXTRA if extra is None else extra):   # (TypeError if unhashable)
+            return extra[name]   # type: ignore[index]
         if name == "socket":
-            sock = self._python_socket()
-            value: Any = trsock.TransportSocket(sock) if sock is not None else None
-        elif name == "sockname":
-            sock = self._python_socket()
-            value = _sock_call(sock, "getsockname")
+            # As if made with the transport (asyncio's is): the transport's
+            # socket, also once closed.
+            tsock = self._tsock
+            if tsock is None:
+                if self._sock is None:
+                    return default
+                tsock = self._tsock = trsock.TransportSocket(self._sock)
+            return tsock
+        if name == "sockname":
+            value = self._sockname
         elif name == "peername":
-            sock = self._python_socket()
-            value = _sock_call(sock, "getpeername")
+            value = self._peername
         else:
             return default
-        if value is None:
-            return default
-        self._extra[name] = value
+        if value is _UNSET:   # not taken when the connection started: now, if open
+            value = _sock_call(self._python_socket(), "get" + name)
+            if value is None:
+                return default
+            if name == "sockname":
+                self._sockname = value
+            else:
+                self._peername = value
         return value
 
     def __repr__(self) -> str:
@@ -752,6 +806,21 @@ def _release(sock: socket.socket | None) -> None:
     of the number without closing it (a no-op if already let go or closed)."""
     if sock is not None and sock.fileno() >= 0:
         sock.detach()
+
+
+def _shared(cache: list[Any], i: int, addr: Any) -> Any:
+    """``addr``, or the equal address ``cache[i]`` holds; ``addr`` is kept
+    there otherwise, with the host string of the one before if the same
+    (a client's own address, a server's peers on one host: some 60 bytes)."""
+    last = cache[i]
+    if type(last) is type(addr):
+        if last == addr:
+            return last
+        if type(addr) is tuple and addr and last and type(addr[0]) is str \
+                and addr[0] == last[0]:
+            addr = (last[0],) + addr[1:]
+    cache[i] = addr
+    return addr
 
 
 def _sock_call(sock: socket.socket | None, method: str) -> Any:
@@ -846,26 +915,34 @@ class StreamServer:
             # As asyncio's per-connection task: the factory, the transport
             # and everything they schedule start from a copy of this context
             # (the reader's: where serving started).
-            _copy_context().run(self._serve, conn, {"peername": addr})
+            ctx = _copy_context()
+            ctx.run(self._serve, conn, addr, ctx)
 
-    def _serve(self, conn: socket.socket, extra: dict[str, Any]) -> None:
+    def _serve(self, conn: socket.socket, addr: Any, ctx: Context) -> None:
         """A transport and protocol for the accepted ``conn``.  What fails
         here drops that connection only; KeyboardInterrupt and SystemExit
-        leave the loop as with asyncio, and accepting goes on afterwards."""
+        leave the loop as with asyncio, and accepting goes on afterwards.
+
+        Runs in ``ctx``, which nothing else can enter once this returns
+        (call_soon() and the like take copies): the transport's reads run in
+        it instead of in a copy made in it (one Context less per connection).
+        Nothing sets a variable between the transport's making and the end
+        of this call, so the values are the copy's."""
         loop = self._loop
         protocol = None
         try:
             protocol = self._protocol_factory()
             if self._sslcontext is None:
-                loop._make_socket_transport(conn, protocol, extra=extra, server=self._server)
+                loop._make_socket_transport(conn, protocol, server=self._server,
+                                            context=ctx, peername=addr)
                 return
             waiter = loop.create_future()
             ssl_protocol = loop._make_ssl_protocol(
                 protocol, self._sslcontext, waiter, server_side=True,
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
                 ssl_shutdown_timeout=self._ssl_shutdown_timeout)
-            transport = loop._make_socket_transport(conn, ssl_protocol, extra=extra,
-                                                    server=self._server)
+            transport = loop._make_socket_transport(conn, ssl_protocol, server=self._server,
+                                                    context=ctx, peername=addr)
         except BaseException as exc:
             # No transport kept it (a failing _make_socket_transport leaves
             # the socket, or detaches it once libuv closed its fd).
