@@ -106,7 +106,6 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
     """A connected stream (``uv_tcp_t`` or ``uv_pipe_t``) as an asyncio Transport."""
 
     _ctype = "uv_stream_t *"
-    _direct = False   # direct reads (_go_direct); an instance attribute once set
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
@@ -121,7 +120,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         "_reading", "_read_started", "_protocol_connected", "_pending", "_buffer_size",
         "_empty_waiter", "_read_keep", "_in_alloc", "_stop_after_read", "_alloc_error",
         "_shutdown_req", "_read_context", "_write_context", "_fd",
-        "_sockname", "_peername", "_tsock",
+        "_sockname", "_peername", "_tsock", "_direct",
     )
 
     if TYPE_CHECKING:   # each kind of stream (tcp.py, pipe.py) has its own
@@ -146,6 +145,7 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._protocol_paused = False
         self._protocol: Any = None
         self._buffered = False
+        self._direct = False   # direct reads (see _go_direct)
         self._feed: Any = None
         self._read_bytes = loop._read_bytes     # where plain reads land
         self._read_view = loop._read_view       # the same, as a memoryview
