@@ -84,7 +84,11 @@ def _describe(handle: Handle) -> str:
 
 
 _new_handle = object.__new__
+_base_run_forever = asyncio.BaseEventLoop.run_forever
+_get_running_loop = asyncio.events._get_running_loop
+_per_thread = _base._per_thread
 _heappush = heapq.heappush
+_heappop = heapq.heappop
 _uvl_run = lib.uvl_run
 # The same for the timeouts of nearly every iteration (-1, 0), with the loop
 # as the only argument: cheaper to call through cffi.
@@ -316,10 +320,21 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             # run now (any left by an exception run first next time) unless the
             # ready callbacks above scheduled some.
             end = self.time() + self._clock_resolution
+            if not ready:
+                # Nothing queued meanwhile: the due timers go straight to the
+                # ready queue, and run now.
+                append = ready.append
+                while scheduled and not scheduled[0]._when >= end:   # NaN: due
+                    handle = _heappop(scheduled)
+                    handle._scheduled = False
+                    append(handle)
+                if ready:
+                    self._run_ready(len(ready))
+                return
             due: list[TimerHandle] | None
             due = []
             while scheduled and not scheduled[0]._when >= end:   # NaN: due
-                handle = heapq.heappop(scheduled)
+                handle = _heappop(scheduled)
                 handle._scheduled = False
                 due.append(handle)
             if due and queued:
@@ -406,11 +421,16 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
 
     def run_forever(self) -> None:
         """Run until :meth:`stop` is called."""
-        self._check_fork()
+        # (Every run_until_complete() call comes here: the checks are inlined,
+        # the methods called only to raise their errors.)
+        if _forks[0] != self._forks:
+            self._check_fork()
         # Fail as asyncio does before touching libuv or the wake-up fd.
-        self._check_closed()
-        self._check_running()
-        self._pending = _base.pending_slot()   # this thread's
+        if self._closed:
+            self._check_closed()
+        if self._thread_id is not None or _get_running_loop() is not None:
+            self._check_running()
+        self._pending = _per_thread.slot   # this thread's (_base.pending_slot())
         if self._sig_poll is None and threading.current_thread() is threading.main_thread():
             self._open_signal_wakeup()
         # The signal wake-up fd is installed before the first wait for I/O
@@ -420,7 +440,9 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # asyncio's own is while its loop has handlers.
         self._sig_saved = self._install_signal_wakeup() if self._signal_handlers else None
         try:
-            super().run_forever()
+            # asyncio's, called directly: super() builds a proxy and walks the
+            # mixins for every call, a cost every run_until_complete() paid.
+            _base_run_forever(self)
         finally:
             saved, self._sig_saved = self._sig_saved, ()
             if saved:
