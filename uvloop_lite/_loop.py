@@ -283,7 +283,23 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     def _run_once(self) -> None:
         ready = self._ready
         if ready:
-            self._run_ready(len(ready))
+            if self._debug:
+                self._run_ready(len(ready))
+            else:
+                # _run_ready() inlined (one Python call less per iteration).
+                popleft = ready.popleft
+                for _ in range(len(ready)):
+                    h = popleft()
+                    if h._cancelled:
+                        continue
+                    try:
+                        h._context.run(h._callback, *h._args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as err:
+                        _report_callback_error(h, err)
+                        err = None  # type: ignore[assignment]   # see _run_ready
+                del h   # (ready was not empty: bound)
         # What those callbacks scheduled runs before any timer due now (asyncio
         # looks at its timers only in the next iteration, after those).
         queued = len(ready)
@@ -428,7 +444,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # Fail as asyncio does before touching libuv or the wake-up fd.
         if self._closed:
             self._check_closed()
-        if self._thread_id is not None or _get_running_loop() is not None:
+        if (self._thread_id is not None   # type: ignore[attr-defined]
+                or _get_running_loop() is not None):
             self._check_running()
         self._pending = _per_thread.slot   # this thread's (_base.pending_slot())
         if self._sig_poll is None and threading.current_thread() is threading.main_thread():
