@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import warnings
 from asyncio import format_helpers
@@ -84,8 +85,9 @@ def _describe(handle: Handle) -> str:
 
 
 _new_handle = object.__new__
-_base_run_forever = asyncio.BaseEventLoop.run_forever
+_HAS_SETUP = hasattr(asyncio.BaseEventLoop, "_run_forever_setup")
 _get_running_loop = asyncio.events._get_running_loop
+_set_running_loop = asyncio.events._set_running_loop
 _per_thread = _base._per_thread
 _heappush = heapq.heappush
 _heappop = heapq.heappop
@@ -147,6 +149,15 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     _selector = None
 
     __slots__ = _ASYNCIO_ATTRS + _OWN_ATTRS
+
+    if TYPE_CHECKING:   # asyncio's, used by run_forever() (not in typeshed)
+        _thread_id: int | None
+
+        def _run_forever_setup(self) -> None: ...
+        def _run_forever_cleanup(self) -> None: ...
+        def _set_coroutine_origin_tracking(self, enabled: bool) -> None: ...
+        def _asyncgen_firstiter_hook(self, agen: Any) -> None: ...
+        def _asyncgen_finalizer_hook(self, agen: Any) -> None: ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -444,8 +455,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # Fail as asyncio does before touching libuv or the wake-up fd.
         if self._closed:
             self._check_closed()
-        if (self._thread_id is not None   # type: ignore[attr-defined]
-                or _get_running_loop() is not None):
+        if self._thread_id is not None or _get_running_loop() is not None:
             self._check_running()
         self._pending = _per_thread.slot   # this thread's (_base.pending_slot())
         if self._sig_poll is None and threading.current_thread() is threading.main_thread():
@@ -457,9 +467,39 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # asyncio's own is while its loop has handlers.
         self._sig_saved = self._install_signal_wakeup() if self._signal_handlers else None
         try:
-            # asyncio's, called directly: super() builds a proxy and walks the
-            # mixins for every call, a cost every run_until_complete() paid.
-            _base_run_forever(self)
+            if _HAS_SETUP:   # 3.13+: asyncio's own steps, for subclasses too
+                try:
+                    self._run_forever_setup()
+                    while True:
+                        self._run_once()
+                        if self._stopping:
+                            break
+                finally:
+                    self._run_forever_cleanup()
+            else:
+                # What BaseEventLoop.run_forever() does (3.9-3.12), in this
+                # frame: on PyPy every function called this often is traced
+                # by the JIT from its entry, and every such trace through
+                # asyncio's run_forever is aborted at set_asyncgen_hooks()
+                # (it writes a field the trace depends on) -- one function
+                # less here is a third fewer aborted traces per run call.
+                self._set_coroutine_origin_tracking(self._debug)
+                hooks = sys.get_asyncgen_hooks()
+                try:
+                    self._thread_id = threading.get_ident()
+                    sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                           finalizer=self._asyncgen_finalizer_hook)
+                    _set_running_loop(self)
+                    while True:
+                        self._run_once()
+                        if self._stopping:
+                            break
+                finally:
+                    self._stopping = False
+                    self._thread_id = None
+                    _set_running_loop(None)
+                    self._set_coroutine_origin_tracking(False)
+                    sys.set_asyncgen_hooks(*hooks)
         finally:
             saved, self._sig_saved = self._sig_saved, ()
             if saved:
