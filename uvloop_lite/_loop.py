@@ -86,8 +86,9 @@ def _describe(handle: Handle) -> str:
 
 _new_handle = object.__new__
 _HAS_SETUP = hasattr(asyncio.BaseEventLoop, "_run_forever_setup")
-_get_running_loop = asyncio.events._get_running_loop
-_set_running_loop = asyncio.events._set_running_loop
+# asyncio.events, whose running-loop functions are looked up at each call, as
+# asyncio's loop does (CPython's tests swap them for the pure-Python ones).
+_events = asyncio.events
 _per_thread = _base._per_thread
 _heappush = heapq.heappush
 _heappop = heapq.heappop
@@ -455,7 +456,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # Fail as asyncio does before touching libuv or the wake-up fd.
         if self._closed:
             self._check_closed()
-        if self._thread_id is not None or _get_running_loop() is not None:
+        if self._thread_id is not None or _events._get_running_loop() is not None:
             self._check_running()
         self._pending = _per_thread.slot   # this thread's (_base.pending_slot())
         if self._sig_poll is None and threading.current_thread() is threading.main_thread():
@@ -489,7 +490,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                     self._thread_id = threading.get_ident()
                     sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                            finalizer=self._asyncgen_finalizer_hook)
-                    _set_running_loop(self)
+                    _events._set_running_loop(self)
                     while True:
                         self._run_once()
                         if self._stopping:
@@ -497,7 +498,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                 finally:
                     self._stopping = False
                     self._thread_id = None
-                    _set_running_loop(None)
+                    _events._set_running_loop(None)
                     self._set_coroutine_origin_tracking(False)
                     sys.set_asyncgen_hooks(*hooks)
         finally:
