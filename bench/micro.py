@@ -15,7 +15,8 @@ results, so a loop that drops callbacks fails instead of looking fast.
 On PyPy the loops share asyncio's pure-Python code, and the JIT compiles it
 for whichever loop runs it first: in one process the first loop measured gets
 the best machine code.  ``--isolate`` (the default on PyPy) therefore runs
-each loop's rounds of each benchmark in a fresh process of its own.
+each loop's rounds of each benchmark in fresh processes of its own: two, the
+loops taking turns, about half of ``--repeat`` rounds in each.
 """
 
 from __future__ import annotations
@@ -298,9 +299,38 @@ def loop_factories() -> Dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     return factories
 
 
+# Benchmarks whose threads run pinned to one CPU.  A thread woken on another,
+# idle, CPU of a virtual machine waits tens of microseconds for the hypervisor
+# to run that CPU: the threadsafe round trips took ~12-25 us or ~60 us each,
+# on either loop, as the scheduler happened to place the two threads, and a
+# round's figure measured that placement, not the loop's wake-up path.  On
+# one CPU every round trip is two ordinary context switches.
+_PINNED = frozenset({threadsafe_ping_pong})
+
+
+def _pin_to_one_cpu() -> Optional[Any]:
+    """Pin this thread (and the threads it starts) to one of its CPUs; return
+    the CPUs to restore, or None where affinity cannot be set."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    return cpus
+
+
 def run_once(factory: Callable[[], asyncio.AbstractEventLoop], bench: Any,
              n: int) -> float:
     """Run one round on a fresh loop; return operations per second."""
+    saved_cpus = _pin_to_one_cpu() if bench in _PINNED else None
+    try:
+        return _run_once_on(factory, bench, n)
+    finally:
+        if saved_cpus is not None:
+            os.sched_setaffinity(0, saved_cpus)
+
+
+def _run_once_on(factory: Callable[[], asyncio.AbstractEventLoop], bench: Any,
+                 n: int) -> float:
     loop = factory()
     asyncio.set_event_loop(loop)
     try:
@@ -323,15 +353,23 @@ def measure(names: List[str], kinds: Dict[str, Callable[[], Any]], scale: float,
             quiet: bool = False) -> Dict[str, Dict[str, float]]:
     """{benchmark: {loop kind: best ops/s}}; the kinds alternate within each
     round so that a noisy moment does not favour one of them.  ``isolate``:
-    each kind's rounds run in a fresh process of its own instead."""
+    each kind's rounds run in fresh processes of its own instead (the kinds
+    taking turns, twice)."""
     results: Dict[str, Dict[str, float]] = {}
     for name in names:
         bench, size = BENCHMARKS[name]
         n = max(8, int(size * scale))
         best: Dict[str, float] = {kind: 0.0 for kind in kinds}
         if isolate:
-            for kind in kinds:
-                best[kind] = _measure_apart(name, kind, scale, repeat)
+            # The kinds take turns, twice, each time in a fresh process:
+            # measured one after the other only once, a noisy spell of a
+            # shared machine (tens of seconds) could fall on one kind's
+            # rounds alone and flip the ratio either way.
+            per_process = max(1, (repeat + 1) // 2)
+            for _ in range(_ISOLATE_TURNS):
+                for kind in kinds:
+                    best[kind] = max(best[kind],
+                                     _measure_apart(name, kind, scale, per_process))
         else:
             for _ in range(repeat):
                 for kind, factory in kinds.items():
@@ -340,6 +378,10 @@ def measure(names: List[str], kinds: Dict[str, Callable[[], Any]], scale: float,
         if not quiet:
             print(_row(name, best, list(kinds)), flush=True)
     return results
+
+
+# How many processes of its own each loop kind gets per benchmark (--isolate).
+_ISOLATE_TURNS = 2
 
 
 def _measure_apart(name: str, kind: str, scale: float, repeat: int) -> float:

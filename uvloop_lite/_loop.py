@@ -84,8 +84,15 @@ def _describe(handle: Handle) -> str:
     return repr(owner) if isinstance(owner, asyncio.Task) else str(handle)
 
 
+_PYPY = sys.implementation.name == "pypy"
 _new_handle = object.__new__
+_HAS_SETUP = hasattr(asyncio.BaseEventLoop, "_run_forever_setup")
+# asyncio.events, whose running-loop functions are looked up at each call, as
+# asyncio's loop does (CPython's tests swap them for the pure-Python ones).
+_events = asyncio.events
+_per_thread = _base._per_thread
 _heappush = heapq.heappush
+_heappop = heapq.heappop
 _uvl_run = lib.uvl_run
 # The same for the timeouts of nearly every iteration (-1, 0), with the loop
 # as the only argument: cheaper to call through cffi.
@@ -151,6 +158,15 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     _selector = None
 
     __slots__ = _ASYNCIO_ATTRS + _OWN_ATTRS
+
+    if TYPE_CHECKING:   # asyncio's, used by run_forever() (not in typeshed)
+        _thread_id: int | None
+
+        def _run_forever_setup(self) -> None: ...
+        def _run_forever_cleanup(self) -> None: ...
+        def _set_coroutine_origin_tracking(self, enabled: bool) -> None: ...
+        def _asyncgen_firstiter_hook(self, agen: Any) -> None: ...
+        def _asyncgen_finalizer_hook(self, agen: Any) -> None: ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -291,7 +307,25 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     def _run_once(self) -> None:
         ready = self._ready
         if ready:
-            self._run_ready(len(ready))
+            if self._debug or _PYPY:
+                self._run_ready(len(ready))
+            else:
+                # _run_ready() inlined: one Python call less per iteration on
+                # CPython (PyPy's JIT, which inlines the call, does better
+                # with the loop in a function of its own).
+                popleft = ready.popleft
+                for _ in range(len(ready)):
+                    h = popleft()
+                    if h._cancelled:
+                        continue
+                    try:
+                        h._context.run(h._callback, *h._args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as err:
+                        _report_callback_error(h, err)
+                        err = None  # type: ignore[assignment]   # see _run_ready
+                del h   # (ready was not empty: bound)
         # What those callbacks scheduled runs before any timer due now (asyncio
         # looks at its timers only in the next iteration, after those).
         queued = len(ready)
@@ -328,10 +362,21 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             # run now (any left by an exception run first next time) unless the
             # ready callbacks above scheduled some.
             end = self.time() + self._clock_resolution
+            if not ready:
+                # Nothing queued meanwhile: the due timers go straight to the
+                # ready queue, and run now.
+                append = ready.append
+                while scheduled and not scheduled[0]._when >= end:   # NaN: due
+                    handle = _heappop(scheduled)
+                    handle._scheduled = False
+                    append(handle)
+                if ready:
+                    self._run_ready(len(ready))
+                return
             due: list[TimerHandle] | None
             due = []
             while scheduled and not scheduled[0]._when >= end:   # NaN: due
-                handle = heapq.heappop(scheduled)
+                handle = _heappop(scheduled)
                 handle._scheduled = False
                 due.append(handle)
             if due and queued:
@@ -418,11 +463,16 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
 
     def run_forever(self) -> None:
         """Run until :meth:`stop` is called."""
-        self._check_fork()
+        # (Every run_until_complete() call comes here: the checks are inlined,
+        # the methods called only to raise their errors.)
+        if _forks[0] != self._forks:
+            self._check_fork()
         # Fail as asyncio does before touching libuv or the wake-up fd.
-        self._check_closed()
-        self._check_running()
-        self._pending = _base.pending_slot()   # this thread's
+        if self._closed:
+            self._check_closed()
+        if self._thread_id is not None or _events._get_running_loop() is not None:
+            self._check_running()
+        self._pending = _per_thread.slot   # this thread's (_base.pending_slot())
         if self._sig_poll is None and threading.current_thread() is threading.main_thread():
             self._open_signal_wakeup()
         # The signal wake-up fd is installed before the first wait for I/O
@@ -432,7 +482,39 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # asyncio's own is while its loop has handlers.
         self._sig_saved = self._install_signal_wakeup() if self._signal_handlers else None
         try:
-            super().run_forever()
+            if _HAS_SETUP:   # 3.13+: asyncio's own steps, for subclasses too
+                try:
+                    self._run_forever_setup()
+                    while True:
+                        self._run_once()
+                        if self._stopping:
+                            break
+                finally:
+                    self._run_forever_cleanup()
+            else:
+                # What BaseEventLoop.run_forever() does (3.9-3.12), in this
+                # frame: on PyPy every function called this often is traced
+                # by the JIT from its entry, and every such trace through
+                # asyncio's run_forever is aborted at set_asyncgen_hooks()
+                # (it writes a field the trace depends on) -- one function
+                # less here is a third fewer aborted traces per run call.
+                self._set_coroutine_origin_tracking(self._debug)
+                hooks = sys.get_asyncgen_hooks()
+                try:
+                    self._thread_id = threading.get_ident()
+                    sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                           finalizer=self._asyncgen_finalizer_hook)
+                    _events._set_running_loop(self)
+                    while True:
+                        self._run_once()
+                        if self._stopping:
+                            break
+                finally:
+                    self._stopping = False
+                    self._thread_id = None
+                    _events._set_running_loop(None)
+                    self._set_coroutine_origin_tracking(False)
+                    sys.set_asyncgen_hooks(*hooks)
         finally:
             saved, self._sig_saved = self._sig_saved, ()
             if saved:
