@@ -17,7 +17,6 @@ import math
 import os
 import signal
 import socket
-import sys
 import threading
 import warnings
 from asyncio import format_helpers
@@ -111,12 +110,6 @@ def _report_callback_error(handle: Handle, exc: BaseException) -> None:
 
 # Size of the loop-wide buffer every plain (non-buffered) stream reads into.
 _READ_BUFFER_SIZE = 256 * 1024
-# How much of it one stream read may fill.  PyPy's GC allocates objects over
-# about 64 KiB outside its nursery, with a malloc each and more work at the
-# next collection: a 100 KiB read costs over twice as much as two of 50 KiB,
-# so on PyPy a stream read stops short of that size.  (Datagrams, which cannot
-# be split, get the whole buffer.)
-_STREAM_READ_SIZE = 65000 if sys.implementation.name == "pypy" else _READ_BUFFER_SIZE
 
 # Every attribute of a Loop is a slot: asyncio.BaseEventLoop's (3.9-3.13) and
 # ours (the mixins' too).  CPython (3.11+) keeps at most 30 attributes in an
@@ -189,9 +182,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         # the memoryview lends them without a copy.
         self._read_bytes = ffi.buffer(self._read_buffer)
         self._read_view = memoryview(self._read_bytes)
-        self._uv_data = ffi.new("uvl_loop_data_t *", {
-            "base": self._read_buffer, "len": _READ_BUFFER_SIZE,
-            "stream_len": _STREAM_READ_SIZE})
+        self._uv_data = ffi.new("uvl_loop_data_t *", (self._read_buffer, _READ_BUFFER_SIZE))
         self._uv.data = self._uv_data
         self._init_sock()
         self._init_streams()

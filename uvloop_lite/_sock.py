@@ -84,12 +84,6 @@ _FD_MAX = 2**31 - 1   # a C int: libuv's fds
 # both allocate as asyncio's.
 _RECV_BUF_MIN = 64 * 1024
 _RECV_BUF_SIZE = 1024 * 1024
-# On PyPy a stream socket's read through that buffer stops short of 64 KiB, as
-# the loop's stream reads do (see _STREAM_READ_SIZE in _loop.py): a larger
-# bytes object is allocated outside PyPy's nursery, at twice the cost.
-# recv() may return less than asked; a datagram is never cut.
-_STREAM_RECV_CAP = 65000 if sys.implementation.name == "pypy" else _RECV_BUF_SIZE
-_SOCK_STREAM = socket.SOCK_STREAM
 _PLAIN_SOCKET = socket.socket
 _PLAIN_RECV = socket.socket.recv
 _PLAIN_SEND = socket.socket.send
@@ -519,8 +513,6 @@ class SockMixin(LoopBase):
             buf = self._new_recv_buf()
             if buf is None:
                 return self._recv_plain(sock, n)
-        if n > _STREAM_RECV_CAP and sock.type == _SOCK_STREAM:
-            n = _STREAM_RECV_CAP
         try:
             got = _sock_recv(sock.fileno(), buf[1], n)
             if got >= 0:

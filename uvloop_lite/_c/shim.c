@@ -12,7 +12,7 @@
 #include <limits.h>
 
 /* C-side copies of shim.h's declarations (shim.h itself is cdef, not C). */
-typedef struct { char* base; size_t len; uv_timer_t* wake; int running; size_t stream_len; } uvl_loop_data_t;
+typedef struct { char* base; size_t len; uv_timer_t* wake; int running; } uvl_loop_data_t;
 enum { UVL_LOOP_OPEN, UVL_LOOP_BUSY, UVL_LOOP_RELEASED, UVL_LOOP_KEPT };
 
 /* The extern "Python" callbacks, which cffi defines as static functions. */
@@ -206,13 +206,6 @@ static void uvl__alloc_loop_buffer(uv_handle_t* handle, size_t suggested, uv_buf
     buf->len = rb->len;
 }
 
-static void uvl__alloc_stream_buffer(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) {
-    uvl_loop_data_t* rb = (uvl_loop_data_t*)handle->loop->data;
-    (void)suggested;
-    buf->base = rb->base;
-    buf->len = rb->stream_len;
-}
-
 /* The read callback of both: Python only needs the transport (the stream's
  * data) and nread, as the bytes are in the loop's buffer or in the one the
  * transport handed out in uvl_on_alloc.  Passing no pointers to Python saves
@@ -224,7 +217,7 @@ static void uvl__read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf
 }
 
 int uvl_read_start(uv_stream_t* stream) {
-    return uv_read_start(stream, uvl__alloc_stream_buffer, uvl__read_cb);
+    return uv_read_start(stream, uvl__alloc_loop_buffer, uvl__read_cb);
 }
 
 int uvl_read_start_buffered(uv_stream_t* stream) {
@@ -245,9 +238,9 @@ int uvl_read_direct(uv_stream_t* stream, int direct) {
      * read; only a stream reading into the loop's buffer changes mode. */
     if (stream->read_cb != uvl__read_cb)
         return 0;
-    if (stream->alloc_cb != uvl__alloc_stream_buffer && stream->alloc_cb != uvl__alloc_none)
+    if (stream->alloc_cb != uvl__alloc_loop_buffer && stream->alloc_cb != uvl__alloc_none)
         return 0;
-    stream->alloc_cb = direct ? uvl__alloc_none : uvl__alloc_stream_buffer;
+    stream->alloc_cb = direct ? uvl__alloc_none : uvl__alloc_loop_buffer;
     return 1;
 }
 

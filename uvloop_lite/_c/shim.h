@@ -8,7 +8,7 @@
 /* What uv_loop_t.data points at, owned by the Python Loop: the loop-wide read
  * buffer (see uvl_read_start), the wake-up timer, and whether uvl_run() is
  * inside uv_run() (Python reads it only on rare paths). */
-typedef struct { char* base; size_t len; uv_timer_t* wake; int running; size_t stream_len; } uvl_loop_data_t;
+typedef struct { char* base; size_t len; uv_timer_t* wake; int running; } uvl_loop_data_t;
 
 /* One iteration of the loop: timeout_ms < 0 blocks until an event, 0 polls
  * without blocking, > 0 arms the loop's wake-up timer first.  One crossing
@@ -50,7 +50,7 @@ int uvl_loop_close_later(uv_loop_t* loop, int* state);
 int uvl_count_handles(uv_loop_t* loop);
 
 /* uvl_read_start() hands the loop-wide read buffer (uvl_loop_data_t) to
- * every read, stream_len bytes of it (datagrams get all len bytes); the read callback copies the bytes out before returning, so one
+ * every read; the read callback copies the bytes out before returning, so one
  * buffer serves all streams.  uvl_read_start_buffered() asks the protocol's
  * get_buffer() instead (uvl_on_alloc), so BufferedProtocol reads land without
  * a copy. */
