@@ -183,13 +183,12 @@ def test_data_received_error_in_direct_mode(loop, loop_kind):
 
 
 def test_read_sizes_stay_in_bounds(uv_loop):
-    """A stream read delivers at most what the loop allows for one: under
-    PyPy's large-object size there (the nursery), else the direct read's
-    size, or the loop's buffer."""
+    """A stream read delivers at most what the loop allows for one: the
+    direct read's size, or (PyPy) the loop's buffer."""
     from uvloop_lite import _loop
 
     loop = uv_loop
-    limit = _loop._STREAM_READ_SIZE if not DIRECT else stream._DIRECT_MAX
+    limit = _loop._READ_BUFFER_SIZE if not DIRECT else stream._DIRECT_MAX
     sizes = []
 
     class Sizes(Recorder):
@@ -210,7 +209,7 @@ def test_read_sizes_stay_in_bounds(uv_loop):
 
 
 def test_sock_recv_whole_datagram(loop):
-    """sock_recv() with a large n cuts no datagram (PyPy caps stream reads only)."""
+    """sock_recv() with a large n returns a whole datagram."""
     async def main():
         a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import warnings
 from asyncio import format_helpers
