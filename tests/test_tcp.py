@@ -664,3 +664,22 @@ def test_buffered_protocol_pauses_or_closes_inside_get_buffer(loop):
     assert loop.run_until_complete(main("pause")) == [
         b"first", False, b"first", b"firstsecond", None]
     assert loop.run_until_complete(main("close")) == [b"first", False, None]
+
+
+def test_transport_methods_can_be_patched(loop):
+    """Libraries' tests replace a transport's method on the instance
+    (uvicorn: ``websocket.transport.write = lambda data: None``), as
+    asyncio's transports allow."""
+    async def main():
+        server, tr, cli, srv = await tcp_pair(loop)
+        sent = []
+        srv.transport.write = sent.append
+        srv.transport.write(b"kept")
+        srv.transport.custom = "attribute"
+        del srv.transport.write   # the class's write() again
+        srv.transport.write(b"real")
+        assert await cli.until(4) == b"real"
+        await close_all(server, tr)
+        return sent, srv.transport.custom
+
+    assert loop.run_until_complete(main()) == ([b"kept"], "attribute")

@@ -121,6 +121,10 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         "_empty_waiter", "_read_keep", "_in_alloc", "_stop_after_read", "_alloc_error",
         "_shutdown_req", "_read_context", "_write_context", "_fd",
         "_sockname", "_peername", "_tsock", "_direct",
+        # As asyncio's transports, instances take other attributes too (tests
+        # and libraries patch methods such as write() on one): the dict is
+        # made only when one is set.
+        "__dict__",
     )
 
     if TYPE_CHECKING:   # each kind of stream (tcp.py, pipe.py) has its own
