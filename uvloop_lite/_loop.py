@@ -354,23 +354,23 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             # run now (any left by an exception run first next time) unless the
             # ready callbacks above scheduled some.
             end = self.time() + self._clock_resolution
-            if not ready:
-                # Nothing queued meanwhile: the due timers go straight to the
-                # ready queue, and run now.
-                append = ready.append
-                while scheduled and not scheduled[0]._when >= end:   # NaN: due
-                    handle = _heappop(scheduled)
-                    handle._scheduled = False
-                    append(handle)
-                if ready:
-                    self._run_ready(len(ready))
-                return
+            # Nothing queued meanwhile: the due timers go straight to the
+            # ready queue; else to a list, to go ahead of what is queued.
             due: list[TimerHandle] | None
-            due = []
+            if ready:
+                due = []
+                add = due.append
+            else:
+                due = None
+                add = ready.append
             while scheduled and not scheduled[0]._when >= end:   # NaN: due
                 handle = _heappop(scheduled)
                 handle._scheduled = False
-                due.append(handle)
+                add(handle)
+            if due is None:
+                if ready:
+                    self._run_ready(len(ready))
+                return
             if due and queued:
                 # Behind what the callbacks before the poll scheduled, for the
                 # next iteration: rotate those out of the way and back.

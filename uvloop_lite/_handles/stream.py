@@ -256,9 +256,8 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         self._feed = getattr(protocol, "_uvl_feed", None)
         self._buffered = self._feed is None and isinstance(protocol, protocols.BufferedProtocol)
         self._protocol = protocol
-        if self._direct:   # back to the loop's buffer: _read_direct serves a Protocol only
-            self._direct = False
-            lib.uvl_read_direct(self._stream, 0)
+        if self._direct:   # _read_direct serves a Protocol only
+            self._leave_direct()
         if self._read_started and was_buffered != self._buffered:
             self._read_stop()
             self._read_start()
@@ -391,6 +390,11 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
                 and lib.uvl_read_direct(self._stream, 1)):
             self._direct = True
 
+    def _leave_direct(self) -> None:
+        """Back to reads into the loop's buffer."""
+        self._direct = False
+        lib.uvl_read_direct(self._stream, 0)
+
     def _read_direct(self) -> None:
         """One read of a transport in direct mode: what libuv's read would do."""
         try:
@@ -405,9 +409,8 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         if not data:
             self._on_eof()
             return
-        if len(data) < _DIRECT_MIN:   # small reads again: back to the loop's buffer
-            self._direct = False
-            lib.uvl_read_direct(self._stream, 0)
+        if len(data) < _DIRECT_MIN:   # small reads again
+            self._leave_direct()
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
