@@ -34,8 +34,9 @@ mangles data fails loudly instead of looking fast.
 
 Prints one JSON object: requests, seconds, rps, the rate of every 0.25 s
 slice, client_cpu, server_cpu (fractions of one CPU), server_sys, and the
-round-trip times of the timed part (latency_us: p50, p99, max; None for the
-Python TLS client): from the send of a request to the recv that completes its
+round-trip times of the timed part (latency_us: p50, p99, max, and
+latency_hist, the histogram's non-empty buckets; None for the Python TLS
+client): from the send of a request to the recv that completes its
 response, in a log-linear histogram (lg_hist.h: 3% wide buckets, one
 clock_gettime per request).
 """
@@ -723,6 +724,9 @@ def run(port: int, mode: str, size: int, conns: int, duration: float, warmup: fl
         "client_sys": (cpu1.system - cpu0.system) / seconds,
         "server_cpu": None, "server_sys": None,
         "latency_us": latency_summary(hist),
+        # the histogram itself, sparse ([bucket, count], ...): bench/run.py
+        # adds up the rounds of a cell before taking percentiles
+        "latency_hist": None if hist is None else [[i, n] for i, n in enumerate(hist) if n],
     }
     if tls:
         result["tls"] = negotiated

@@ -27,8 +27,9 @@ turn, in a rotating order, so a drift of the machine hits them alike.
 
 Two tables come out: requests per second (the best of ``--repeat``
 measurements) with, for that measurement, how busy the server was (its CPU
-time over the wall time) and the round-trip times' median and 99th
-percentile (p50, p99, in microseconds, as the client saw them); and the
+time over the wall time); the round-trip times' median and 99th percentile
+over all the measurements of the cell (p50, p99, in microseconds, as the
+client saw them); and the
 server's CPU time per request (user + system, from /proc), which other load
 on the machine disturbs much less than the rate.
 Ratios compare uvloop_lite with asyncio and with uvloop; above 1.00x means
@@ -45,10 +46,13 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+import client  # noqa: E402   (bench/client.py: histograms; also run as a script)
 MODES = ("proto", "streams", "sock", "http", "tls", "sock256k")
 DEFAULT_MODES = MODES[:5]   # sock256k on request (--modes sock256k)
 SIZES = (1024, 10 * 1024, 100 * 1024)
@@ -176,6 +180,20 @@ def _result(res: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def merge_hists(hists: Iterable[Optional[List[List[int]]]]) -> Optional[List[int]]:
+    """Add up client.py's sparse histograms ([bucket, count] pairs); None if
+    any is missing."""
+    total = [0] * client.HIST_BUCKETS
+    seen = False
+    for sparse in hists:
+        if sparse is None:
+            return None
+        seen = True
+        for idx, n in sparse:
+            total[idx] += n
+    return total if seen else None
+
+
 def run(args: argparse.Namespace, loops: List[str], log: Callable[[str], None]
         ) -> List[Dict[str, Any]]:
     srv_cpu, cli_cpu = cpus()
@@ -199,6 +217,12 @@ def run(args: argparse.Namespace, loops: List[str], log: Callable[[str], None]
                     if None not in cpus_per_req:
                         best["cpu_us_per_req"] = min(cpus_per_req)
                     best["rounds"] = [_result(res) for res in runs[loop]]
+                    # Round trips: all rounds' histograms added up. One round's
+                    # p99 is mostly which second of the machine's noise it
+                    # met; every loop meets the same seconds over the rounds.
+                    merged = merge_hists(res.get("latency_hist") for res in runs[loop])
+                    if merged is not None:
+                        best["latency_us"] = client.latency_summary(merged)
                     row["results"][loop] = best
                 rows.append(row)
                 log(format_row(row, loops, "rps"))
@@ -335,8 +359,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not loops:
         ap.error("no loop to run")
     if args.client != "python":
-        sys.path.insert(0, HERE)
-        import client
         if client.c_engine_available():
             args.client = "c"
         elif args.client == "c":

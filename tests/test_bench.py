@@ -68,6 +68,24 @@ def _allowed_from_proc() -> list:
     return pinning.current_cpus()
 
 
+def test_rounds_histograms_add_up() -> None:
+    import run
+    a = [0] * client.HIST_BUCKETS
+    b = [0] * client.HIST_BUCKETS
+    for us in (100, 100, 120):
+        a[client.hist_bucket(us * 1000)] += 1
+    for us in (100, 900):
+        b[client.hist_bucket(us * 1000)] += 1
+    sparse = [[[i, n] for i, n in enumerate(h) if n] for h in (a, b)]
+    merged = run.merge_hists(sparse)
+    assert merged == [x + y for x, y in zip(a, b)]
+    assert client.latency_summary(merged)["count"] == 5
+    # the slow round trip of the second round is the top of the merged one
+    assert client.latency_summary(merged)["max"] > 800
+    assert run.merge_hists([sparse[0], None]) is None
+    assert run.merge_hists([]) is None
+
+
 def test_allowed_cpus_matches_proc() -> None:
     assert pinning.allowed_cpus() == _allowed_from_proc()
 
@@ -117,6 +135,7 @@ def test_client_reports_round_trips(engine: str) -> None:
     # responses in flight at its start, which arrive within it)
     assert res["requests"] <= lat["count"] <= res["requests"] + 2
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    assert sum(n for _, n in res["latency_hist"]) == lat["count"]
     assert res["server_cpu"] is not None
 
 
