@@ -31,12 +31,14 @@ static inline int64_t lg_hist_now_ns(void) {
 }
 
 /* One round trip that started at *t0 and ended now; the next one starts now. */
+/* *t0 is updated without a histogram too: a request sent in the warm-up and
+ * answered in the timed part is then timed from its send, not from the
+ * warm-up's start. */
 static inline void lg_hist_record(long long* hist, int64_t* t0) {
-    if (hist) {
-        int64_t now = lg_hist_now_ns();
+    int64_t now = lg_hist_now_ns();
+    if (hist)
         hist[lg_hist_bucket(now - *t0)]++;
-        *t0 = now;
-    }
+    *t0 = now;
 }
 
 #endif
