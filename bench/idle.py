@@ -189,11 +189,10 @@ def connect(args: argparse.Namespace) -> int:
 # -- driver ------------------------------------------------------------------------
 
 def _env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.pop("PYTHONASYNCIODEBUG", None)
-    env.pop("PYTHONDEVMODE", None)
-    return env
+    """The servers' and clients' environment: run.py's."""
+    sys.path.insert(0, HERE)
+    from run import _env as run_env
+    return run_env()
 
 
 def _expect(proc: "subprocess.Popen[bytes]", word: str, who: str) -> List[str]:
