@@ -132,9 +132,30 @@ def measure(server: Server, mode: str, size: int, args: argparse.Namespace,
            "--engine", args.tls_client if mode == "tls" else args.client]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
+    st0 = steal_ticks()
     out = subprocess.run(cmd, stdout=subprocess.PIPE, env=_env(), cwd=ROOT, check=True,
                          timeout=args.warmup + args.duration + 60).stdout
-    return json.loads(out)
+    res = json.loads(out)
+    res["steal"] = steal_fraction(st0, steal_ticks())
+    return res
+
+
+def steal_ticks() -> Optional[List[int]]:
+    """/proc/stat's all-CPU line: [steal, total] clock ticks (None: no such file)."""
+    try:
+        with open("/proc/stat") as fp:
+            fields = [int(v) for v in fp.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return [fields[7] if len(fields) > 7 else 0, sum(fields[:8])]
+
+
+def steal_fraction(before: Optional[List[int]], after: Optional[List[int]]) -> Optional[float]:
+    """The share of the CPUs' time the hypervisor gave to others between two
+    steal_ticks(): a measurement taken while it is high is the host's, not the loop's."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
 def cpu_model() -> str:
@@ -175,6 +196,7 @@ def _result(res: Dict[str, Any]) -> Dict[str, Any]:
         "client_cpu": round(res["client_cpu"], 3),
         "cpu_us_per_req": None if not cpu else round(cpu * 1e6 / res["rps"], 2),
         "latency_us": res.get("latency_us"),
+        "steal": res.get("steal"),
         "client": res["engine"],
         **({"tls": res["tls"]} if "tls" in res else {}),
     }
@@ -394,6 +416,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "loadavg_before": os.getloadavg()[0],
         "cpu_pressure_before": cpu_pressure(),
     }
+    steal0 = steal_ticks()
     pin_how = ("os.sched_setaffinity" if hasattr(os, "sched_setaffinity")
                else "libc's sched_setaffinity through ctypes")
     info["pinning"]["how"] = pin_how if info["pinning"]["server"] is not None else None
@@ -420,12 +443,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     info["elapsed"] = round(time.monotonic() - t0, 1)
     info["loadavg_after"] = os.getloadavg()[0]
     info["cpu_pressure_after"] = cpu_pressure()
+    info["steal"] = steal_fraction(steal0, steal_ticks())
+    steals = [r.get("steal") for row in rows for res in row["results"].values()
+              for r in res["rounds"]]
+    info["steal_max"] = max((v for v in steals if v is not None), default=None)
     log("")
     log(format_header(loops, "cpu"))
     for row in rows:
         log(format_row(row, loops, "cpu"))
     log("")
     log(f"{info['elapsed']:.0f} s; load average {info['loadavg_after']:.2f} at the end.")
+    if info["steal"] is not None:
+        log(f"steal (CPU time the hypervisor gave to other guests): {info['steal']:.1%} over "
+            f"the run, up to {info['steal_max'] or 0:.1%} in one measurement. Above a few %, "
+            f"the cells move with the host, not with the loop.")
     if any("*" in format_row(row, loops, "rps") for row in rows):
         log("*: that server was below 90% CPU during its best measurement: the client or "
             "other load on the machine, not the server, set that rate.")

@@ -86,6 +86,15 @@ def test_rounds_histograms_add_up() -> None:
     assert run.merge_hists([]) is None
 
 
+def test_steal_fraction() -> None:
+    import run
+    now = run.steal_ticks()
+    assert now is None or 0 <= now[0] <= now[1]
+    assert run.steal_fraction([10, 1000], [60, 2000]) == 0.05
+    assert run.steal_fraction(None, [60, 2000]) is None
+    assert run.steal_fraction([10, 1000], [10, 1000]) is None
+
+
 def test_allowed_cpus_matches_proc() -> None:
     assert pinning.allowed_cpus() == _allowed_from_proc()
 
