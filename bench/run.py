@@ -25,6 +25,10 @@ runs in another process pinned to another CPU, only on 127.0.0.1.  For one
 workload the servers of all loops are started together and measured in
 turn, in a rotating order, so a drift of the machine hits them alike.
 
+Measurements taken while the hypervisor gave more than ``--steal-limit`` of
+the CPUs' time to other guests (/proc/stat's steal) are set aside when a cell
+has others, and up to ``--extra`` rounds are added until every loop has one.
+
 Two tables come out: requests per second (the best of ``--repeat``
 measurements) with, for that measurement, how busy the server was (its CPU
 time over the wall time); the round-trip times' median and 99th percentile
@@ -202,6 +206,20 @@ def _result(res: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def _quiet(res: Dict[str, Any], limit: float) -> bool:
+    return res.get("steal") is None or res["steal"] <= limit
+
+
+def quiet_rounds(rounds: List[Dict[str, Any]], limit: float) -> List[Dict[str, Any]]:
+    """The measurements taken while the hypervisor's steal was at most limit."""
+    return [res for res in rounds if _quiet(res, limit)]
+
+
+def all_quiet(runs: Dict[str, List[Dict[str, Any]]], limit: float) -> bool:
+    """Whether every loop has at least one quiet measurement."""
+    return all(quiet_rounds(rounds, limit) for rounds in runs.values())
+
+
 def merge_hists(hists: Iterable[Optional[List[List[int]]]]) -> Optional[List[int]]:
     """Add up client.py's sparse histograms ([bucket, count] pairs); None if
     any is missing."""
@@ -225,17 +243,26 @@ def run(args: argparse.Namespace, loops: List[str], log: Callable[[str], None]
         try:
             for size in args.sizes:
                 runs: Dict[str, List[Dict[str, Any]]] = {loop: [] for loop in loops}
-                for r in range(args.repeat):
+                r = 0
+                while r < args.repeat or (r < args.repeat + args.extra
+                                          and not all_quiet(runs, args.steal_limit)):
                     # Rotate the order between rounds: nobody always goes first.
+                    # Past --repeat, rounds are added (up to --extra) until every
+                    # loop has one with the hypervisor's steal under the limit.
                     order = loops[r % len(loops):] + loops[:r % len(loops)]
                     for loop in order:
                         runs[loop].append(measure(servers[loop], mode, size, args, cli_cpu))
+                    r += 1
                 row: Dict[str, Any] = {"mode": mode, "size": size, "results": {}}
                 for loop in loops:
-                    best = _result(max(runs[loop], key=lambda res: res["rps"]))
+                    # The rounds the host left alone, if there are any.
+                    quiet = quiet_rounds(runs[loop], args.steal_limit)
+                    kept = quiet or runs[loop]
+                    best = _result(max(kept, key=lambda res: res["rps"]))
+                    best["quiet"] = bool(quiet)
                     # CPU per request: the least over the rounds (the one least
                     # disturbed by other processes' cache and interrupt load).
-                    cpus_per_req = [_result(res)["cpu_us_per_req"] for res in runs[loop]]
+                    cpus_per_req = [_result(res)["cpu_us_per_req"] for res in kept]
                     if None not in cpus_per_req:
                         best["cpu_us_per_req"] = min(cpus_per_req)
                     best["rounds"] = [_result(res) for res in runs[loop]]
@@ -317,6 +344,9 @@ def format_row(row: Dict[str, Any], loops: List[str], what: str) -> str:
         flags = [name for name in loops if (res[name]["server_cpu"] or 1) < 0.9]
         if flags:
             text += "   *" + ",".join(flags)
+    noisy = [name for name in loops if not res[name].get("quiet", True)]
+    if noisy:
+        text += "   ~" + ",".join(noisy)
     return text
 
 
@@ -345,6 +375,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="warm-up seconds before each measurement (0.5)")
     ap.add_argument("--repeat", type=int, default=None,
                     help="measurements per cell, the best kept (2; --quick: 1)")
+    ap.add_argument("--steal-limit", type=float, default=0.03, metavar="F",
+                    help="a measurement counts only if the hypervisor's steal during it "
+                         "was at most F of the CPUs' time (0.03), if any was")
+    ap.add_argument("--extra", type=int, default=None, metavar="N",
+                    help="rounds added to a cell (N at most; --repeat's value) while a "
+                         "loop has no measurement under --steal-limit")
     ap.add_argument("--conns", type=int, default=8, help="client connections (8)")
     ap.add_argument("--client", choices=("auto", "c", "python"), default="auto",
                     help="load client's request loop: C (built with cffi on first "
@@ -372,6 +408,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.warmup = 0.5
     if args.repeat is None:
         args.repeat = 1 if args.quick else 2
+    if args.extra is None:
+        args.extra = 0 if args.quick else args.repeat
     args.modes = [m for m in ",".join(args.modes).split(",") if m]
     args.sizes = [int(s) for s in ",".join(args.sizes).split(",") if s]
     for m in args.modes:
@@ -412,6 +450,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "client": args.client,
         "tls_client": args.tls_client if "tls" in args.modes else None,
         "duration": args.duration, "warmup": args.warmup, "repeat": args.repeat,
+        "steal_limit": args.steal_limit, "extra": args.extra,
         "conns": args.conns,
         "loadavg_before": os.getloadavg()[0],
         "cpu_pressure_before": cpu_pressure(),
@@ -428,7 +467,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     log(", ".join(f"{k} {v}" for k, v in info["versions"].items() if k != "python"))
     log(f"client: {args.conns} connections, request loop in {args.client}; "
         f"{args.duration:g} s per measurement after {args.warmup:g} s warm-up, best of "
-        f"{args.repeat}; server on CPU {info['pinning']['server']}, client on CPU "
+        f"{args.repeat} (up to {args.repeat + args.extra} while the hypervisor's steal "
+        f"is over {args.steal_limit:.0%}); server on CPU {info['pinning']['server']}, client on CPU "
         f"{info['pinning']['client']} ({pin_how}); load average {info['loadavg_before']:.2f}")
     if "tls" in args.modes:
         import ssl
@@ -460,6 +500,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if any("*" in format_row(row, loops, "rps") for row in rows):
         log("*: that server was below 90% CPU during its best measurement: the client or "
             "other load on the machine, not the server, set that rate.")
+    if any("~" in format_row(row, loops, "rps") for row in rows):
+        log(f"~: no measurement of that loop's cell had the hypervisor's steal under "
+            f"{args.steal_limit:.0%}, even with {args.extra} more rounds: it is the host's.")
     if args.json:
         json.dump({"info": info, "loops": loops, "rows": rows}, sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -95,6 +95,14 @@ def test_steal_fraction() -> None:
     assert run.steal_fraction([10, 1000], [10, 1000]) is None
 
 
+def test_quiet_rounds() -> None:
+    import run
+    rounds = [{"steal": 0.2}, {"steal": 0.01}, {"steal": None}]
+    assert run.quiet_rounds(rounds, 0.03) == rounds[1:]
+    assert not run.all_quiet({"a": rounds[:1], "b": rounds[1:]}, 0.03)
+    assert run.all_quiet({"a": rounds, "b": rounds[1:]}, 0.03)
+
+
 def test_allowed_cpus_matches_proc() -> None:
     assert pinning.allowed_cpus() == _allowed_from_proc()
 
