@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import os
 import random
+import socket
 import threading
 import time
 
@@ -144,6 +145,53 @@ def test_due_timer_from_a_callback_runs_after_what_the_callback_scheduled(loop):
     fut = loop.create_future()
     loop.call_later(0.001, fut.set_result, None)
     loop.run_until_complete(fut)
+    assert seen == ["soon", "past", "later-0"]
+
+
+@pytest.mark.parametrize("via", ["protocol", "reader"])
+def test_due_timer_from_an_io_callback_runs_after_what_it_scheduled(loop, via):
+    # The same from an I/O callback (data_received, an add_reader callback),
+    # which on uvloop_lite runs inside libuv's poll rather than as a Handle.
+    seen = []
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+
+    done = loop.create_future()
+
+    def note(what):
+        seen.append(what)
+        if len(seen) == 3:
+            done.set_result(None)
+
+    def on_io():
+        loop.call_later(0, note, "later-0")
+        loop.call_at(loop.time() - 1, note, "past")
+        loop.call_soon(note, "soon")
+
+    class Proto(asyncio.Protocol):
+        def data_received(self, data):
+            on_io()
+
+    async def main():
+        if via == "protocol":
+            transport, _ = await loop.create_connection(Proto, sock=a)
+        else:
+            def ready():
+                loop.remove_reader(a)
+                a.recv(10)
+                on_io()
+            loop.add_reader(a, ready)
+        b.send(b"x")
+        await done
+        if via == "protocol":
+            transport.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        a.close()
+        b.close()
     assert seen == ["soon", "past", "later-0"]
 
 

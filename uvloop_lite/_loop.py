@@ -130,7 +130,7 @@ _OWN_ATTRS = (
     # _loop.py
     "_async", "_forks", "_handle_stats", "_handles", "_pending", "_pid", "_read_buffer",
     "_read_bytes", "_read_view", "_sig_poll", "_sig_rsock", "_sig_wsock", "_sig_saved",
-    "_uv", "_uv_closed", "_uv_data", "_uv_state", "_wake_timer",
+    "_uv", "_uv_closed", "_uv_data", "_uv_state", "_wake_timer", "_io_scheduled",
     # the mixins
     "_dns_requests", "_poll_guard", "_polls", "_polls_changed", "_polls_idle", "_recv_buf_made", "_recv_bufs",
     "_servers", "_signal_handlers", "_subprocesses", "_transports", "_addr_cache",
@@ -178,6 +178,7 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         self._uv_state = ffi.new("int *", _UV_OPEN)   # written by C: see shim.h
         self._uv_closed = False
         self._pending = _base.pending_slot()
+        self._io_scheduled: list[TimerHandle] = []   # see _run_once
         self._read_buffer = ffi.new("char[]", _READ_BUFFER_SIZE)
         # Slicing the cffi buffer copies the bytes out (the quickest way);
         # the memoryview lends them without a copy.
@@ -339,17 +340,31 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
             self._sync_polls()
         if ms and self._sig_saved is None:   # the first wait of this run call
             self._sig_saved = self._install_signal_wakeup()
-        if ms < 0:
-            _uvl_run_wait(self._uv)
-        elif ms:
-            _uvl_run(self._uv, ms)
-        else:
-            _uvl_run_nowait(self._uv)
+        # Timers that the I/O callbacks create go to a list of their own: in
+        # asyncio those callbacks are Handles of this iteration, so even a
+        # timer already due waits for the next one, behind what they queued
+        # with call_soon(). They join the heap after the due timers are out.
+        io_timers = self._io_scheduled
+        self._scheduled = io_timers
+        try:
+            if ms < 0:
+                _uvl_run_wait(self._uv)
+            elif ms:
+                _uvl_run(self._uv, ms)
+            else:
+                _uvl_run_nowait(self._uv)
+        finally:
+            self._scheduled = scheduled
         pending = self._pending
         if pending.exc is not None:
+            if io_timers:
+                self._merge_io_timers(io_timers)
             exc = _base.take_pending(pending, self)
             raise exc
-        if scheduled:
+        if not scheduled:
+            if io_timers:
+                self._merge_io_timers(io_timers)
+        else:
             # Due timers go ahead of what the I/O callbacks just scheduled, and
             # run now (any left by an exception run first next time) unless the
             # ready callbacks above scheduled some.
@@ -367,6 +382,8 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                 handle = _heappop(scheduled)
                 handle._scheduled = False
                 add(handle)
+            if io_timers:
+                self._merge_io_timers(io_timers)
             if due is None:
                 if ready:
                     self._run_ready(len(ready))
@@ -422,6 +439,13 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         finally:
             self._current_handle = None
             handle = None  # type: ignore[assignment]   # see _run_ready
+
+    def _merge_io_timers(self, io_timers: list[TimerHandle]) -> None:
+        """Move the timers the I/O callbacks created into the heap."""
+        scheduled = self._scheduled
+        for timer in io_timers:
+            _heappush(scheduled, timer)
+        io_timers.clear()
 
     def _drop_cancelled_timers(self) -> None:
         """Forget cancelled TimerHandles: rebuild the heap when they are most
