@@ -109,6 +109,9 @@ def _report_callback_error(handle: Handle, exc: BaseException) -> None:
     handle._loop.call_exception_handler(context)
 
 
+# _run_once's "no due timers popped": never appended to.
+_NO_DUE: list[TimerHandle] = []
+
 # Size of the loop-wide buffer every plain (non-buffered) stream reads into.
 _READ_BUFFER_SIZE = 256 * 1024
 
@@ -356,22 +359,14 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
         finally:
             self._scheduled = scheduled
         pending = self._pending
-        if pending.exc is not None:
-            if io_timers:
-                self._merge_io_timers(io_timers)
-            exc = _base.take_pending(pending, self)
-            raise exc
-        if not scheduled:
-            if io_timers:
-                self._merge_io_timers(io_timers)
-        else:
+        due: list[TimerHandle] | None = _NO_DUE
+        if scheduled and pending.exc is None:
             # Due timers go ahead of what the I/O callbacks just scheduled, and
             # run now (any left by an exception run first next time) unless the
             # ready callbacks above scheduled some.
             end = self.time() + self._clock_resolution
             # Nothing queued meanwhile: the due timers go straight to the
             # ready queue; else to a list, to go ahead of what is queued.
-            due: list[TimerHandle] | None
             if ready:
                 due = []
                 add = due.append
@@ -382,24 +377,27 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                 handle = _heappop(scheduled)
                 handle._scheduled = False
                 add(handle)
-            if io_timers:
-                self._merge_io_timers(io_timers)
-            if due is None:
-                if ready:
-                    self._run_ready(len(ready))
-                return
-            if due and queued:
-                # Behind what the callbacks before the poll scheduled, for the
-                # next iteration: rotate those out of the way and back.
-                ready.rotate(-queued)
-                due.reverse()
-                ready.extendleft(due)
-                ready.rotate(queued)
-            elif due:
-                due.reverse()
-                ready.extendleft(due)
-                count, due = len(due), None
-                self._run_ready(count)
+        if io_timers:
+            self._merge_io_timers(io_timers)
+        if pending.exc is not None:
+            exc = _base.take_pending(pending, self)
+            raise exc
+        if due is None:
+            if ready:
+                self._run_ready(len(ready))
+            return
+        if due and queued:
+            # Behind what the callbacks before the poll scheduled, for the
+            # next iteration: rotate those out of the way and back.
+            ready.rotate(-queued)
+            due.reverse()
+            ready.extendleft(due)
+            ready.rotate(queued)
+        elif due:
+            due.reverse()
+            ready.extendleft(due)
+            count, due = len(due), None
+            self._run_ready(count)
 
     def _run_ready(self, count: int) -> None:
         """Run the first ``count`` handles of the ready queue."""
