@@ -189,8 +189,8 @@ def connect(args: argparse.Namespace) -> int:
 # -- driver ------------------------------------------------------------------------
 
 def _env() -> Dict[str, str]:
-    """The servers' and clients' environment: run.py's."""
-    sys.path.insert(0, HERE)
+    """The servers' and clients' environment: run.py's (beside this script,
+    so importable as it is)."""
     from run import _env as run_env
     return run_env()
 

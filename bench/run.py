@@ -500,7 +500,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if any("*" in format_row(row, loops, "rps") for row in rows):
         log("*: that server was below 90% CPU during its best measurement: the client or "
             "other load on the machine, not the server, set that rate.")
-    if any("~" in format_row(row, loops, "rps") for row in rows):
+    if any(not res.get("quiet", True) for row in rows for res in row["results"].values()):
         log(f"~: no measurement of that loop's cell had the hypervisor's steal under "
             f"{args.steal_limit:.0%}, even with {args.extra} more rounds: it is the host's.")
     if args.json:
