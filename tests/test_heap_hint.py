@@ -65,18 +65,21 @@ def _faults(kind: str, tunables: str = "") -> int:
 _PAGES = 1_500_000 // 4096   # one burst
 
 
-def test_large_blocks_stay_on_the_heap_after_the_first_loop() -> None:
-    # Control: the same imports, no loop made.
+@pytest.fixture(scope="module")
+def trimming() -> None:
+    """Skip unless this interpreter's allocations show glibc's trimming:
+    the control makes the same imports and no loop (run once per module)."""
     control = _faults("none")
     if control < 20 * _PAGES:
         pytest.skip(f"no trimming to see with this interpreter's allocations ({control} faults)")
+
+
+def test_large_blocks_stay_on_the_heap_after_the_first_loop(trimming: None) -> None:
     # With the first loop: the first burst is faulted in once, then the heap keeps it.
     assert _faults("uvloop_lite") < 5 * _PAGES
 
 
-def test_thresholds_the_program_set_are_kept() -> None:
-    if _faults("none") < 20 * _PAGES:
-        pytest.skip("no trimming to see with this interpreter's allocations")
+def test_thresholds_the_program_set_are_kept(trimming: None) -> None:
     # Set explicitly (here through GLIBC_TUNABLES, as mallopt() would), glibc
     # no longer moves them, and the loop's hint changes nothing.
     assert _faults("uvloop_lite", "glibc.malloc.trim_threshold=131072") >= 20 * _PAGES
