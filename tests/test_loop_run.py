@@ -122,6 +122,59 @@ def test_is_running_after_exception_in_run(loop):
     assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
 
 
+def test_asyncgen_hooks_are_the_loops_while_it_runs_and_restored_after(loop):
+    # Many run calls, so that on PyPy the JIT compiles the path through
+    # run_forever (which reads the hooks outside its traces): every one of
+    # them must still install the loop's hooks and put the caller's back.
+    def firstiter(agen):
+        pass
+
+    def finalizer(agen):
+        pass
+
+    async def during():
+        return sys.get_asyncgen_hooks()
+
+    saved = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
+    try:
+        for i in range(3000):
+            inside = loop.run_until_complete(during())
+            outside = sys.get_asyncgen_hooks()
+            assert outside.firstiter is firstiter and outside.finalizer is finalizer, i
+            assert inside.firstiter == loop._asyncgen_firstiter_hook, i
+            assert inside.finalizer == loop._asyncgen_finalizer_hook, i
+        sys.set_asyncgen_hooks(None, None)
+        loop.run_until_complete(during())
+        assert sys.get_asyncgen_hooks() == (None, None)
+    finally:
+        sys.set_asyncgen_hooks(*saved)
+
+
+def test_asyncgen_first_iterated_in_a_run_is_closed_by_shutdown_asyncgens(loop):
+    closed = []
+
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append("closed")
+
+    gens = [agen() for _ in range(3)]
+
+    async def first_steps():
+        for g in gens:
+            assert await g.__anext__() == 1
+
+    for _ in range(2000):   # hot run calls first (PyPy's JIT, see above)
+        loop.run_until_complete(asyncio.sleep(0))
+    loop.run_until_complete(first_steps())
+    assert closed == []
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    assert closed == ["closed"] * 3
+
+
 def test_nested_run_until_complete_raises_before_scheduling(loop):
     async def inner():
         return "never"

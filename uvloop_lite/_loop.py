@@ -85,6 +85,27 @@ def _describe(handle: Handle) -> str:
 
 
 _PYPY = sys.implementation.name == "pypy"
+
+
+def _get_asyncgen_hooks() -> Any:
+    """``sys.get_asyncgen_hooks()``."""
+    return sys.get_asyncgen_hooks()
+
+
+if _PYPY:
+    try:
+        from pypyjit import residual_call as _residual_call
+    except ImportError:   # (a PyPy without its JIT)
+        pass
+    else:
+        def _get_asyncgen_hooks() -> Any:
+            """``sys.get_asyncgen_hooks()``, called where PyPy's JIT does
+            not trace it.  Traced, the read makes the compiled code depend on
+            the hooks staying the same (a quasi-immutable field), so the
+            ``set_asyncgen_hooks()`` that follows aborts every trace through
+            a run call: run_until_complete() on its own would run 3x slower,
+            as it does on asyncio's loop."""
+            return _residual_call(sys.get_asyncgen_hooks)
 _new_handle = object.__new__
 _HAS_SETUP = hasattr(asyncio.BaseEventLoop, "_run_forever_setup")
 # asyncio.events, whose running-loop functions are looked up at each call, as
@@ -507,13 +528,10 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
                     self._run_forever_cleanup()
             else:
                 # What BaseEventLoop.run_forever() does (3.9-3.12), in this
-                # frame: on PyPy every function called this often is traced
-                # by the JIT from its entry, and every such trace through
-                # asyncio's run_forever is aborted at set_asyncgen_hooks()
-                # (it writes a field the trace depends on) -- one function
-                # less here is a third fewer aborted traces per run call.
+                # frame, one call less per run call; on PyPy the hooks are
+                # read outside the JIT's traces (_get_asyncgen_hooks).
                 self._set_coroutine_origin_tracking(self._debug)
-                hooks = sys.get_asyncgen_hooks()
+                hooks = _get_asyncgen_hooks()
                 try:
                     self._thread_id = threading.get_ident()
                     sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
