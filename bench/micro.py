@@ -53,6 +53,7 @@ if __name__ == "__main__":
     _use_checkout()
 
 import uvloop_lite  # noqa: E402
+from run import steal_fraction, steal_ticks  # noqa: E402   (bench/run.py)
 
 Bench = Callable[[int], Awaitable[int]]
 
@@ -349,14 +350,17 @@ def _run_once_on(factory: Callable[[], asyncio.AbstractEventLoop], bench: Any,
 
 
 def measure(names: List[str], kinds: Dict[str, Callable[[], Any]], scale: float,
-            repeat: int, isolate: bool = False,
-            quiet: bool = False) -> Dict[str, Dict[str, float]]:
+            repeat: int, isolate: bool = False, quiet: bool = False,
+            steals: Optional[Dict[str, Optional[float]]] = None,
+            ) -> Dict[str, Dict[str, float]]:
     """{benchmark: {loop kind: best ops/s}}; the kinds alternate within each
     round so that a noisy moment does not favour one of them.  ``isolate``:
     each kind's rounds run in fresh processes of its own instead (the kinds
-    taking turns, twice)."""
+    taking turns, twice).  ``steals``, if given, gets each benchmark's share
+    of the CPUs' time the hypervisor gave to other guests while it ran."""
     results: Dict[str, Dict[str, float]] = {}
     for name in names:
+        st0 = steal_ticks()
         bench, size = BENCHMARKS[name]
         n = max(8, int(size * scale))
         best: Dict[str, float] = {kind: 0.0 for kind in kinds}
@@ -375,8 +379,11 @@ def measure(names: List[str], kinds: Dict[str, Callable[[], Any]], scale: float,
                 for kind, factory in kinds.items():
                     best[kind] = max(best[kind], run_once(factory, bench, n))
         results[name] = best
+        steal = steal_fraction(st0, steal_ticks())
+        if steals is not None:
+            steals[name] = steal
         if not quiet:
-            print(_row(name, best, list(kinds)), flush=True)
+            print(_row(name, best, list(kinds), steal), flush=True)
     return results
 
 
@@ -402,7 +409,13 @@ def _header(kinds: List[str]) -> str:
     return "benchmark".ljust(_NAME_W) + "".join(k.rjust(_COL_W) for k in kinds)
 
 
-def _row(name: str, best: Dict[str, float], kinds: List[str]) -> str:
+# A row measured while the hypervisor's steal was above this is flagged: its
+# ratio moved with the host (bench/run.py's --steal-limit default).
+_STEAL_FLAG = 0.03
+
+
+def _row(name: str, best: Dict[str, float], kinds: List[str],
+         steal: Optional[float] = None) -> str:
     base = best.get("asyncio") or 0.0
     cells = []
     for kind in kinds:
@@ -410,7 +423,8 @@ def _row(name: str, best: Dict[str, float], kinds: List[str]) -> str:
         if kind != "asyncio" and base:
             cell += f" ({best[kind] / base:.2f}x)"
         cells.append(cell.rjust(_COL_W))
-    return name.ljust(_NAME_W) + "".join(cells)
+    flag = f"   ~ steal {steal:.0%}" if steal is not None and steal > _STEAL_FLAG else ""
+    return name.ljust(_NAME_W) + "".join(cells) + flag
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -474,7 +488,15 @@ def main(argv: Optional[List[str]] = None) -> int:
           "higher is faster" + ("; each loop in a process of its own" if isolate else "")
           + "\n")
     print(_header(list(kinds)))
-    measure(names, kinds, scale, repeat, isolate)
+    steals: Dict[str, Optional[float]] = {}
+    st0 = steal_ticks()
+    measure(names, kinds, scale, repeat, isolate, steals=steals)
+    steal = steal_fraction(st0, steal_ticks())
+    if steal is not None:
+        worst = max((v for v in steals.values() if v is not None), default=0.0)
+        print(f"\nsteal (CPU time the hypervisor gave to other guests): {steal:.1%} over "
+              f"the run, up to {worst:.1%} in one row; '~': a row over "
+              f"{_STEAL_FLAG:.0%}, whose ratios moved with the host")
     return 0
 
 

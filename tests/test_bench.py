@@ -103,6 +103,16 @@ def test_quiet_rounds() -> None:
     assert run.all_quiet({"a": rounds, "b": rounds[1:]}, 0.03)
 
 
+def test_micro_rows_flag_steal() -> None:
+    import micro
+    best = {"asyncio": 100.0, "uvloop_lite": 150.0}
+    kinds = ["asyncio", "uvloop_lite"]
+    assert "(1.50x)" in micro._row("timers", best, kinds, 0.05)
+    assert micro._row("timers", best, kinds, 0.05).endswith("~ steal 5%")
+    assert "~" not in micro._row("timers", best, kinds, 0.01)
+    assert "~" not in micro._row("timers", best, kinds, None)
+
+
 def test_allowed_cpus_matches_proc() -> None:
     assert pinning.allowed_cpus() == _allowed_from_proc()
 
