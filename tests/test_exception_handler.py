@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import gc
 import logging
+import socket
 import sys
 import threading
 import time
@@ -200,6 +201,87 @@ def test_no_slow_callback_log_without_debug(loop, caplog):
         loop.call_soon(loop.stop)
         loop.run_forever()
     assert not [r for r in caplog.records if r.getMessage().startswith("Executing")]
+
+
+# A read that takes long is logged in debug mode on both loops: asyncio's
+# names the transport's reader Handle (``_read_ready``), ours the protocol
+# method libuv's read callback ran (README, "Differences from asyncio").
+_SLOW = 0.03
+
+
+def _slow_read_messages(caplog) -> list:
+    return [r.getMessage() for r in caplog.records if r.name == "asyncio"
+            and r.getMessage().startswith("Executing")
+            and ("_read_ready" in r.getMessage() or "_received" in r.getMessage())]
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_debug_slow_data_received_is_logged(loop, caplog, when):
+    """Debug mode on before the connection is made, or turned on once it is
+    (and off again: the next slow read is not logged)."""
+    loop.slow_callback_duration = 0.02
+    if when == "before":
+        loop.set_debug(True)
+    reads = asyncio.Queue()
+    made = loop.create_future()
+
+    class Slow(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.set_result(transport)
+
+        def data_received(self, data):
+            time.sleep(_SLOW)   # the slowness under test
+            reads.put_nowait(data)
+
+    async def main():
+        server = await loop.create_server(Slow, "127.0.0.1", 0)
+        client = socket.create_connection(server.sockets[0].getsockname()[:2])
+        try:
+            await made
+            loop.set_debug(True)
+            client.sendall(b"one")
+            assert await reads.get() == b"one"
+            first = len(_slow_read_messages(caplog))
+            loop.set_debug(False)
+            client.sendall(b"two")
+            assert await reads.get() == b"two"
+            return first
+        finally:
+            client.close()
+            made.result().close()
+            server.close()
+            await server.wait_closed()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        first = loop.run_until_complete(main())
+    assert first == 1
+    assert len(_slow_read_messages(caplog)) == 1
+
+
+def test_debug_slow_datagram_received_is_logged(loop, caplog):
+    loop.slow_callback_duration = 0.02
+    loop.set_debug(True)
+    got = loop.create_future()
+
+    class Slow(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            time.sleep(_SLOW)   # the slowness under test
+            if not got.done():
+                got.set_result(data)
+
+    async def main():
+        transport, _ = await loop.create_datagram_endpoint(Slow, local_addr=("127.0.0.1", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"ping", transport.get_extra_info("sockname"))
+            try:
+                return await got
+            finally:
+                transport.close()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        assert loop.run_until_complete(main()) == b"ping"
+    messages = _slow_read_messages(caplog)
+    assert len(messages) == 1, messages
 
 
 def test_debug_call_soon_from_wrong_thread_raises(loop):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import importlib
 import math
 import os
 import signal
@@ -93,9 +94,9 @@ def _get_asyncgen_hooks() -> Any:
 
 
 if _PYPY:
-    try:
-        from pypyjit import residual_call as _residual_call
-    except ImportError:   # (a PyPy without its JIT)
+    try:   # (imported by name: no stubs for mypy to find)
+        _residual_call = importlib.import_module("pypyjit").residual_call
+    except (ImportError, AttributeError):   # (a PyPy without its JIT)
         pass
     else:
         def _get_asyncgen_hooks() -> Any:
@@ -243,6 +244,16 @@ class Loop(SockMixin, StreamsMixin, DatagramMixin, PipesMixin, SignalsMixin,
     def _uv_handle_stats(self) -> dict[str, tuple[int, int]]:
         """{handle class: (opened, closed)} over the loop's life (for tests)."""
         return {name: (o, c) for name, (o, c) in self._handle_stats.items()}
+
+    def set_debug(self, enabled: bool) -> None:
+        """Turn debug mode on or off (asyncio's checks and slow-callback log;
+        the transports' reads are timed too, see _handles.base.TimedContext)."""
+        super().set_debug(enabled)
+        # (asyncio's __init__ calls this before the handles exist.)
+        for handle in list(getattr(self, "_handles", ())):
+            changed = getattr(handle, "_debug_changed", None)
+            if changed is not None:
+                changed(bool(enabled))
 
     def _internal_handles(self) -> list[UVHandle]:
         names = ("_wake_timer", "_async", "_sig_poll")

@@ -66,6 +66,7 @@ raised by the next run calls, one each, as asyncio's ready queue does.
 from __future__ import annotations
 
 import threading
+from asyncio.log import logger
 from typing import TYPE_CHECKING, Any
 
 from .._errors import uv_error
@@ -75,7 +76,8 @@ from .._typing import Handle
 if TYPE_CHECKING:
     from .._typing import LoopBase
 
-__all__ = ["UVHandle", "NEW", "OPEN", "CLOSING", "CLOSED", "callback_error", "pending_slot"]
+__all__ = ["UVHandle", "NEW", "OPEN", "CLOSING", "CLOSED", "callback_error", "pending_slot",
+           "TimedContext", "debug_context"]
 
 NEW, OPEN, CLOSING, CLOSED = range(4)
 
@@ -123,6 +125,44 @@ def callback_error(exc_type: type, exc: BaseException, tb: Any) -> None:
         slot.exc = exc
     else:  # a second one in the same iteration: raised by the next run call
         slot.later.append(exc)
+
+
+class TimedContext:
+    """Debug mode: a transport's read context that logs a call taking the
+    loop's ``slow_callback_duration`` or more.  asyncio's loop runs each read
+    of a transport as a Handle and logs the slow ones; ours are libuv
+    callbacks, which run the protocol through this context's :meth:`run`."""
+
+    __slots__ = ("context", "transport")
+
+    def __init__(self, context: Any, transport: Any) -> None:
+        self.context = context
+        self.transport = transport
+
+    def run(self, fn: Any, /, *args: Any) -> Any:
+        loop = self.transport._loop
+        t0 = loop.time()
+        try:
+            return self.context.run(fn, *args)
+        finally:
+            dt = loop.time() - t0
+            if dt >= loop.slow_callback_duration:
+                name = getattr(fn, "__qualname__", None) or repr(fn)
+                logger.warning("Executing %s took %.3f seconds",
+                               f"<I/O callback {name}() of {self.transport!r}>", dt)
+
+    def copy(self) -> Any:
+        return self.context.copy()
+
+
+def debug_context(transport: Any, context: Any, debug: bool) -> Any:
+    """``context`` as a transport's read context: timed (:class:`TimedContext`)
+    in debug mode, the context itself otherwise."""
+    if type(context) is TimedContext:
+        context = context.context
+    if debug and context is not None:
+        return TimedContext(context, transport)
+    return context
 
 
 def _reraise(exc: BaseException) -> None:

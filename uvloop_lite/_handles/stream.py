@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
 from .._typing import FlowControlMixin
-from .base import OPEN, UVHandle, callback_error
+from .base import OPEN, UVHandle, callback_error, debug_context
 
 if TYPE_CHECKING:
     from .._typing import LoopBase
@@ -186,6 +186,8 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         # only the transport is left to use (StreamServer's per-connection
         # one), with the same values as the copy would have.
         self._read_context: Context = _copy_context() if context is None else context
+        if loop._debug:   # timed: see base.TimedContext
+            self._read_context = debug_context(self, self._read_context, True)
         self._write_context: Context | None = None
         # The mixin's default marks, as its __init__ sets them, but shared
         # int objects (its low mark is a new int each time: 32 bytes).
@@ -281,13 +283,17 @@ class UVStreamTransport(UVHandle, FlowControlMixin):
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
+    def _debug_changed(self, enabled: bool) -> None:
+        """loop.set_debug(): time this transport's reads from now on, or stop."""
+        self._read_context = debug_context(self, self._read_context, enabled)
+
     def resume_reading(self) -> None:
         if self._closing or self._reading:
             return
         self._reading = True
         # asyncio adds a new reader Handle here: reads from now on run in a
         # copy of the caller's context.
-        self._read_context = _copy_context()
+        self._read_context = debug_context(self, _copy_context(), self._loop._debug)
         if self._protocol_connected:
             self._read_start()
         if self._loop.get_debug():

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import report_transport_error, uv_error
 from .._ffi import ffi, lib
 from .._typing import FlowControlMixin, Handle
-from .base import OPEN, UVHandle, callback_error
+from .base import OPEN, UVHandle, callback_error, debug_context
 from .stream import drop_watchers
 
 if TYPE_CHECKING:
@@ -373,10 +373,15 @@ class UVUDPTransport(DatagramCommon, UVHandle):
 
     # -- receiving -------------------------------------------------------------------
 
+    def _debug_changed(self, enabled: bool) -> None:
+        """loop.set_debug(): time this transport's reads from now on, or stop."""
+        self._read_context = debug_context(self, self._read_context, enabled)
+
     def _recv_start(self) -> None:
         # As asyncio's add_reader(): a new Handle, in the caller's context.
         self._read_handle = Handle(self._read_ready, (), self._loop, None)
-        self._read_context = self._read_handle._context
+        self._read_context = debug_context(self, self._read_handle._context,
+                                           self._loop._debug)
         if self._recv_started or self._state != OPEN:
             return
         rc = lib.uvl_udp_recv_start(self._ptr)
