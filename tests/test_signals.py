@@ -372,6 +372,12 @@ REPLACE_CHILD = """
     finally:
         stop.set()
         sender.join()
+    # The last handler added receives a signal (one sent from this thread,
+    # so it is delivered before kill() returns: how many of the pelting
+    # thread's the loops' run calls above had seen is the scheduler's).
+    os.kill(os.getpid(), sig)
+    for _ in range(2):
+        loop.run_until_complete(asyncio.sleep(0))
     # The handler in place at the end still works.
     last = loop.create_future()
     loop.add_signal_handler(sig, lambda: last.done() or last.set_result("last"))
