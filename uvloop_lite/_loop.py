@@ -107,6 +107,8 @@ if _PYPY:
             a run call: run_until_complete() on its own would run 3x slower,
             as it does on asyncio's loop."""
             return _residual_call(sys.get_asyncgen_hooks)
+
+
 _new_handle = object.__new__
 _HAS_SETUP = hasattr(asyncio.BaseEventLoop, "_run_forever_setup")
 # asyncio.events, whose running-loop functions are looked up at each call, as
