@@ -833,6 +833,135 @@ def test_sendfile_over_tls(loop, server_ctx, client_ctx, tmp_path):
     assert got == data[100:]
 
 
+# -- records as they arrive ----------------------------------------------------------------
+# A client on memory BIOs over a plain socket decides which records go out in
+# which send(): several in one, one split over many, a forged one.
+
+async def _memory_bio_client(loop, port, client_ctx):
+    """(socket, SSLObject, incoming BIO, outgoing BIO) after a completed
+    handshake."""
+    sock = socket.create_connection((LOCALHOST, port))
+    sock.setblocking(False)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx.wrap_bio(incoming, outgoing, server_hostname=HOSTNAME)
+    while True:
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        else:
+            break
+        finally:
+            if outgoing.pending:
+                await loop.sock_sendall(sock, outgoing.read())
+        data = await loop.sock_recv(sock, 65536)
+        if not data:
+            raise ConnectionError("closed during the handshake")
+        incoming.write(data)
+    return sock, obj, incoming, outgoing
+
+
+async def _server_and_client(loop, server_ctx, client_ctx):
+    srv = Recorder(loop)
+    server = await loop.create_server(lambda: srv, LOCALHOST, 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    sock, obj, incoming, outgoing = await _memory_bio_client(loop, port, client_ctx)
+    await asyncio.wait_for(srv.made, 30)
+    return server, srv, sock, obj, incoming, outgoing
+
+
+def test_records_and_close_notify_in_one_send(loop, server_ctx, client_ctx):
+    """Six application records and the close_notify after them, in one
+    send(): the server's protocol gets every byte in order, then the
+    close_notify's events."""
+    parts = [payload(n, i) for i, n in enumerate((1, 700, 16384, 20000, 5))]
+
+    async def main():
+        server, srv, sock, obj, incoming, outgoing = await _server_and_client(
+            loop, server_ctx, client_ctx)
+        for part in parts:
+            obj.write(part)
+        try:
+            obj.unwrap()   # our close_notify; then it waits for the server's
+        except ssl.SSLWantReadError:
+            pass
+        await loop.sock_sendall(sock, outgoing.read())
+        exc = await asyncio.wait_for(srv.lost, 30)
+        sock.close()
+        server.close()
+        await server.wait_closed()
+        return bytes(srv.data) == b"".join(parts), len(srv.data), srv.events, exc
+
+    same, size, events, exc = loop.run_until_complete(main())
+    assert (same, size) == (True, sum(map(len, parts)))
+    assert events == _close_notify_events("made", "data", "eof", "lost")
+    assert exc is None
+
+
+def test_record_split_over_many_sends(loop, server_ctx, client_ctx):
+    """Records sent a few bytes at a time arrive whole, in order, and the
+    connection goes on: the server's answer comes back."""
+    message = payload(3000, 5)
+
+    async def main():
+        server, srv, sock, obj, incoming, outgoing = await _server_and_client(
+            loop, server_ctx, client_ctx)
+        obj.write(message)
+        obj.write(b"!")
+        records = outgoing.read()
+        for i in range(0, len(records), 7):
+            await loop.sock_sendall(sock, records[i:i + 7])
+        got = await asyncio.wait_for(srv.until(len(message) + 1), 30)
+        srv.transport.write(b"answer")
+        answer = b""
+        while len(answer) < 6:
+            data = await loop.sock_recv(sock, 65536)
+            if not data:
+                break
+            incoming.write(data)
+            try:
+                answer += obj.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+        try:
+            obj.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        await loop.sock_sendall(sock, outgoing.read())
+        exc = await asyncio.wait_for(srv.lost, 30)
+        sock.close()
+        server.close()
+        await server.wait_closed()
+        return got == message + b"!", answer, exc
+
+    assert loop.run_until_complete(main()) == (True, b"answer", None)
+
+
+def test_forged_record_after_handshake(loop, server_ctx, client_ctx):
+    """An application-data record that does not decrypt, after good data:
+    the good data is delivered, then the connection is lost with the
+    ``ssl.SSLError``, and nothing reaches the exception handler."""
+
+    async def main():
+        server, srv, sock, obj, incoming, outgoing = await _server_and_client(
+            loop, server_ctx, client_ctx)
+        obj.write(b"good")
+        await loop.sock_sendall(sock, outgoing.read())
+        await asyncio.wait_for(srv.until(4), 30)
+        # type 23 (application data), TLS 1.2 on the wire, 32 bytes of noise
+        await loop.sock_sendall(sock, b"\x17\x03\x03\x00\x20" + bytes(range(32)))
+        exc = await asyncio.wait_for(srv.lost, 30)
+        sock.close()
+        server.close()
+        await server.wait_closed()
+        return bytes(srv.data), srv.events, exc
+
+    data, events, exc = loop.run_until_complete(main())
+    assert data == b"good"
+    assert events == ["made", "data", "lost"]
+    assert isinstance(exc, ssl.SSLError), exc
+
+
 # -- the asyncio docs' TLS echo, with streams ------------------------------------------------
 
 def test_docs_echo_with_streams(loop, server_ctx, client_ctx):

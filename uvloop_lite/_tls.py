@@ -1,6 +1,7 @@
 """TLS on uvloop_lite's transports: asyncio's own ``SSLProtocol``, with a
-leaner steady state on the Pythons whose SSLProtocol works on memory BIOs
-(3.11 and later).
+leaner steady state.  Most of this module is for 3.11 and later, whose
+SSLProtocol works on memory BIOs; for 3.9 and 3.10 (asyncio's ``_SSLPipe``)
+see the class at the end, which does the second and third points below.
 
 The handshake, shutdown, flow control, timeouts and error reporting are
 asyncio's, unchanged.  What changes is the path every record takes once the
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import ssl
 import sys
-from asyncio import sslproto
+from asyncio import protocols, sslproto
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["SSLProtocol"]
@@ -216,4 +217,97 @@ if sys.version_info >= (3, 11):
     _AppTransport.__module__ = sslproto.__name__
 
 else:
-    SSLProtocol = sslproto.SSLProtocol
+    # 3.9 and 3.10: asyncio's SSLProtocol of those versions, on its _SSLPipe.
+    _PIPE_WRAPPED = sslproto._WRAPPED
+    _RETRY_ERRNOS = (ssl.SSL_ERROR_WANT_READ, ssl.SSL_ERROR_WANT_WRITE, ssl.SSL_ERROR_SYSCALL)
+
+    class SSLProtocol(sslproto.SSLProtocol):  # type: ignore[no-redef]
+        """asyncio's SSLProtocol (3.9/3.10), with a leaner steady state.
+
+        Once the connection is up, a read stops as soon as neither the
+        incoming BIO nor the SSL object holds any more bytes, instead of
+        asking OpenSSL once more and catching the ``SSLWantReadError`` it
+        raises (on PyPy that costs more than the record's decryption); and a
+        write with nothing queued before it goes straight to OpenSSL instead
+        of through the backlog.  Anything else (the handshake, shutdown, a
+        write that OpenSSL does not take at once, errors) is asyncio's code.
+        """
+
+        def data_received(self, data: bytes) -> None:
+            pipe = self._sslpipe
+            if pipe is None or pipe._state != _PIPE_WRAPPED:
+                super().data_received(data)
+                return
+            pipe._need_ssldata = False
+            incoming = pipe._incoming
+            if data:
+                incoming.write(data)
+            sslobj = pipe._sslobj
+            read = sslobj.read
+            max_size = pipe.max_size
+            chunks = []
+            eof = False
+            try:
+                while True:
+                    chunk = read(max_size)
+                    if not chunk:   # close_notify
+                        eof = True
+                        break
+                    chunks.append(chunk)
+                    # Nothing left to decrypt: another read() would only raise
+                    # SSLWantReadError.
+                    if not incoming.pending and not sslobj.pending():
+                        pipe._need_ssldata = True
+                        break
+            except (ssl.SSLError, ssl.CertificateError) as exc:
+                errno = getattr(exc, "errno", None)
+                if errno not in _RETRY_ERRNOS:
+                    self._fatal_error(exc, "SSL error in data received")
+                    return
+                pipe._need_ssldata = errno == ssl.SSL_ERROR_WANT_READ
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "SSL error in data received")
+                return
+            outgoing = pipe._outgoing
+            if outgoing.pending:   # a renegotiation's or a key update's records
+                self._transport.write(outgoing.read())
+            for chunk in chunks:
+                try:
+                    if self._app_protocol_is_buffer:
+                        protocols._feed_data_to_buffered_proto(self._app_protocol, chunk)
+                    else:
+                        self._app_protocol.data_received(chunk)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as ex:
+                    self._fatal_error(ex, "application protocol failed to receive SSL data")
+                    return
+            if eof:
+                self._start_shutdown()
+
+        def _write_appdata(self, data: Any) -> None:
+            pipe = self._sslpipe
+            transport = self._transport
+            # (b"" is _start_shutdown()'s: the backlog's shutdown marker.)
+            if (self._write_backlog or pipe is None or transport is None
+                    or pipe._state != _PIPE_WRAPPED or not data):
+                super()._write_appdata(data)
+                return
+            pipe._need_ssldata = False
+            try:
+                pipe._sslobj.write(data)
+            except ssl.SSLError:
+                # Not taken (OpenSSL writes all or nothing here): asyncio's
+                # backlog tries again and deals with the error.
+                super()._write_appdata(data)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error on SSL transport")
+                return
+            outgoing = pipe._outgoing
+            if outgoing.pending:
+                transport.write(outgoing.read())
