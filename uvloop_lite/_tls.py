@@ -220,8 +220,10 @@ else:
     # 3.9 and 3.10: asyncio's SSLProtocol of those versions, on its _SSLPipe.
     _PIPE_WRAPPED = sslproto._WRAPPED
     _RETRY_ERRNOS = (ssl.SSL_ERROR_WANT_READ, ssl.SSL_ERROR_WANT_WRITE, ssl.SSL_ERROR_SYSCALL)
+    # asyncio's helper for a BufferedProtocol fed bytes (private, untyped)
+    _feed_buffered: Any = getattr(protocols, "_feed_data_to_buffered_proto")
 
-    class SSLProtocol(sslproto.SSLProtocol):  # type: ignore[no-redef]
+    class SSLProtocol(sslproto.SSLProtocol):
         """asyncio's SSLProtocol (3.9/3.10), with a leaner steady state.
 
         Once the connection is up, a read stops as soon as neither the
@@ -234,7 +236,7 @@ else:
         """
 
         def data_received(self, data: bytes) -> None:
-            pipe = self._sslpipe
+            pipe: Any = self._sslpipe
             if pipe is None or pipe._state != _PIPE_WRAPPED:
                 super().data_received(data)
                 return
@@ -242,7 +244,7 @@ else:
             incoming = pipe._incoming
             if data:
                 incoming.write(data)
-            sslobj = pipe._sslobj
+            sslobj: Any = pipe._sslobj
             read = sslobj.read
             max_size = pipe.max_size
             chunks = []
@@ -272,13 +274,15 @@ else:
                 return
             outgoing = pipe._outgoing
             if outgoing.pending:   # a renegotiation's or a key update's records
-                self._transport.write(outgoing.read())
+                transport: Any = self._transport
+                transport.write(outgoing.read())
+            app: Any = self._app_protocol
             for chunk in chunks:
                 try:
                     if self._app_protocol_is_buffer:
-                        protocols._feed_data_to_buffered_proto(self._app_protocol, chunk)
+                        _feed_buffered(app, chunk)
                     else:
-                        self._app_protocol.data_received(chunk)
+                        app.data_received(chunk)
                 except (SystemExit, KeyboardInterrupt):
                     raise
                 except BaseException as ex:
@@ -288,8 +292,8 @@ else:
                 self._start_shutdown()
 
         def _write_appdata(self, data: Any) -> None:
-            pipe = self._sslpipe
-            transport = self._transport
+            pipe: Any = self._sslpipe
+            transport: Any = self._transport
             # (b"" is _start_shutdown()'s: the backlog's shutdown marker.)
             if (self._write_backlog or pipe is None or transport is None
                     or pipe._state != _PIPE_WRAPPED or not data):
