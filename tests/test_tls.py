@@ -870,6 +870,27 @@ async def _server_and_client(loop, server_ctx, client_ctx):
     return server, srv, sock, obj, incoming, outgoing
 
 
+async def _close_notify_and_wait(server, srv, sock, obj, outgoing):
+    """Send our close_notify, wait for the server's protocol to lose the
+    connection, close everything; return what connection_lost() got."""
+    try:
+        obj.unwrap()   # our close_notify; then it waits for the server's
+    except ssl.SSLWantReadError:
+        pass
+    await asyncio.get_running_loop().sock_sendall(sock, outgoing.read())
+    return await _lost_and_closed(server, srv, sock)
+
+
+async def _lost_and_closed(server, srv, sock):
+    """Wait for the server's protocol to lose the connection, then close the
+    client socket and the server; return what connection_lost() got."""
+    exc = await asyncio.wait_for(srv.lost, 30)
+    sock.close()
+    server.close()
+    await server.wait_closed()
+    return exc
+
+
 def test_records_and_close_notify_in_one_send(loop, server_ctx, client_ctx):
     """Six application records and the close_notify after them, in one
     send(): the server's protocol gets every byte in order, then the
@@ -881,15 +902,7 @@ def test_records_and_close_notify_in_one_send(loop, server_ctx, client_ctx):
             loop, server_ctx, client_ctx)
         for part in parts:
             obj.write(part)
-        try:
-            obj.unwrap()   # our close_notify; then it waits for the server's
-        except ssl.SSLWantReadError:
-            pass
-        await loop.sock_sendall(sock, outgoing.read())
-        exc = await asyncio.wait_for(srv.lost, 30)
-        sock.close()
-        server.close()
-        await server.wait_closed()
+        exc = await _close_notify_and_wait(server, srv, sock, obj, outgoing)
         return bytes(srv.data) == b"".join(parts), len(srv.data), srv.events, exc
 
     same, size, events, exc = loop.run_until_complete(main())
@@ -923,15 +936,7 @@ def test_record_split_over_many_sends(loop, server_ctx, client_ctx):
                 answer += obj.read(65536)
             except ssl.SSLWantReadError:
                 pass
-        try:
-            obj.unwrap()
-        except ssl.SSLWantReadError:
-            pass
-        await loop.sock_sendall(sock, outgoing.read())
-        exc = await asyncio.wait_for(srv.lost, 30)
-        sock.close()
-        server.close()
-        await server.wait_closed()
+        exc = await _close_notify_and_wait(server, srv, sock, obj, outgoing)
         return got == message + b"!", answer, exc
 
     assert loop.run_until_complete(main()) == (True, b"answer", None)
@@ -950,10 +955,7 @@ def test_forged_record_after_handshake(loop, server_ctx, client_ctx):
         await asyncio.wait_for(srv.until(4), 30)
         # type 23 (application data), TLS 1.2 on the wire, 32 bytes of noise
         await loop.sock_sendall(sock, b"\x17\x03\x03\x00\x20" + bytes(range(32)))
-        exc = await asyncio.wait_for(srv.lost, 30)
-        sock.close()
-        server.close()
-        await server.wait_closed()
+        exc = await _lost_and_closed(server, srv, sock)
         return bytes(srv.data), srv.events, exc
 
     data, events, exc = loop.run_until_complete(main())
