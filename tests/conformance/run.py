@@ -385,6 +385,11 @@ def worker(args) -> None:
 
     fault_fp = open(args.fault_log, "w")
     faulthandler.enable(file=fault_fp, all_threads=True)
+    # Started from a background job (``cmd &`` in a script, nohup), the
+    # worker inherits SIGINT ignored, and Python then installs no handler:
+    # test_runners' Ctrl-C tests would wait out their timeout on both loops.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     factory = _install_loop(args.loop)
     import test.test_asyncio  # noqa: F401  (the stdlib copy)
     skip_ids = set(json.load(open(args.skip_ids))) if args.skip_ids else set()
