@@ -886,8 +886,7 @@ async def _lost_and_closed(server, srv, sock):
     client socket and the server; return what connection_lost() got."""
     exc = await asyncio.wait_for(srv.lost, 30)
     sock.close()
-    server.close()
-    await server.wait_closed()
+    await _shutdown(server)
     return exc
 
 
